@@ -1,0 +1,96 @@
+package comet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/goimdev/goim/protocol"
+)
+
+// Logic is what a comet needs from the logic tier. In the one-process server
+// it is the embedded logic service; in the distributed mode a Kitex client.
+// Every method may be called concurrently.
+type Logic interface {
+	// Connect authenticates the Op 7 body of a new connection. An error
+	// closes the connection with Op 6: the code of a *CloseError, or
+	// "unauthorized" for any other error.
+	Connect(ctx context.Context, req *ConnectRequest) (*ConnectReply, error)
+	// Disconnect tells logic that a connection authenticated by Connect is gone.
+	Disconnect(ctx context.Context, server string, userID int64, key string) error
+	// Heartbeat refreshes a connection's session. The comet calls it at most
+	// once per heartbeat interval per connection, not for every client Op 2.
+	Heartbeat(ctx context.Context, server string, userID int64, key string) error
+	// RoomJoined is called, before the join is acknowledged, when a room gets
+	// its first member on this comet, so that room pushes sent after the
+	// client received Op 13 reach it. Rooms that empty are reported by the
+	// next RenewOnline.
+	RoomJoined(ctx context.Context, server, room string) error
+	// RenewOnline reports this comet's load and room online counts, and
+	// returns the online count of every room over all comets (used to answer
+	// heartbeats). The comet calls it periodically.
+	RenewOnline(ctx context.Context, report *OnlineReport) (map[string]int32, error)
+	// Receive handles an IM op from an authenticated connection (ops 4, 18,
+	// 20, 23 and any op the comet does not handle itself). It returns the
+	// reply packet to write on that connection, or nil when the reply will be
+	// pushed later (e.g. an asynchronous SendAck through PushKeys). An op
+	// that logic does not know is answered with the same op and Seq and the
+	// body {"code":"unknown_op",...}.
+	Receive(ctx context.Context, req *ReceiveRequest) (*protocol.Packet, error)
+}
+
+// ConnectRequest carries a new connection's Op 7.
+type ConnectRequest struct {
+	Server     string // the comet's node name
+	RemoteAddr string // client ip:port
+	Transport  string // "tcp" or "ws"
+	Body       []byte // the Op 7 body (AuthReq JSON, or goim's legacy form)
+	QueryToken string // WebSocket only: the token from the upgrade's query string
+}
+
+// ConnectReply is the result of a successful Connect.
+type ConnectReply struct {
+	UserID    int64
+	Key       string        // the connection's routing key (device key)
+	Room      string        // room to join at once ("" for none)
+	Platform  string        // ios, android, web, pc
+	Accepts   []int32       // business ops this connection accepts
+	Heartbeat time.Duration // heartbeat interval announced to the client; the comet closes after 3x silence
+	Body      []byte        // the AuthReply JSON body to send with Op 8
+}
+
+// ReceiveRequest carries one client packet to logic.
+type ReceiveRequest struct {
+	Server string
+	UserID int64
+	Key    string
+	Packet protocol.Packet // Body is only valid during the call
+}
+
+// OnlineReport is a comet's periodic report.
+type OnlineReport struct {
+	Server  string
+	TCPAddr string // advertised client addresses
+	WSAddr  string
+	Conns   int32            // authenticated connections
+	IPs     int32            // distinct client IPs
+	Rooms   map[string]int32 // room -> local online count (non-empty rooms only)
+}
+
+// CloseError is an error that closes a connection with a specific Op 6 code.
+type CloseError struct {
+	Code   string
+	Reason string
+}
+
+func (e *CloseError) Error() string { return e.Code + ": " + e.Reason }
+
+// CloseCode returns the Op 6 code for err: the code of a *CloseError in its
+// chain, or "unauthorized".
+func CloseCode(err error) string {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return protocol.CodeUnauthorized
+}

@@ -1,0 +1,59 @@
+// Package session is the session registry: which comet holds which user's
+// devices (routing), presence, and the room online counts reported by comets.
+// The in-memory implementation is the one-process default; a Redis
+// implementation serves the distributed mode. Everything in it can be
+// rebuilt from the comets, so losing it loses no message.
+package session
+
+import (
+	"context"
+	"time"
+)
+
+// Session is one authenticated connection.
+type Session struct {
+	UserID   int64
+	Key      string // routing key, unique per device of a user
+	Server   string // comet node name
+	Platform string
+}
+
+// ServerInfo is a comet's last report.
+type ServerInfo struct {
+	Name      string
+	TCPAddr   string
+	WSAddr    string
+	Conns     int32
+	IPs       int32
+	UpdatedAt time.Time
+}
+
+// Registry is the session registry. Every method is safe for concurrent use.
+type Registry interface {
+	// Add records s, replacing a previous session with the same user and key.
+	Add(ctx context.Context, s Session) error
+	// Remove deletes the session of (userID, key) if it is still on server,
+	// and reports whether it did.
+	Remove(ctx context.Context, userID int64, key, server string) (bool, error)
+	// Touch refreshes the liveness of a session (heartbeat).
+	Touch(ctx context.Context, s Session) error
+	// UserSessions returns the live sessions of each of userIDs (users with
+	// none are absent from the map).
+	UserSessions(ctx context.Context, userIDs []int64) (map[int64][]Session, error)
+	// KeyOwner returns the user holding key, if any session has it.
+	KeyOwner(ctx context.Context, key string) (userID int64, server string, ok bool, err error)
+	// KeyServers returns the server of each key that has a live session.
+	KeyServers(ctx context.Context, keys []string) (map[string]string, error)
+
+	// SetServer records a comet's report: its addresses, load and the
+	// online count of each of its rooms (replacing the previous set).
+	SetServer(ctx context.Context, info ServerInfo, rooms map[string]int32) error
+	// AddRoom marks room as present on server until the next SetServer.
+	AddRoom(ctx context.Context, server, room string) error
+	// RoomServers returns the servers that have members in room.
+	RoomServers(ctx context.Context, room string) ([]string, error)
+	// RoomCounts returns the online count of each room summed over servers.
+	RoomCounts(ctx context.Context) (map[string]int32, error)
+	// Servers returns the live servers (reported within the expiry window).
+	Servers(ctx context.Context) ([]ServerInfo, error)
+}
