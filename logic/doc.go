@@ -1,0 +1,33 @@
+// Package logic is GoIM's logic service: accounts and JWT authentication,
+// connection authentication and session routing for the comets (it
+// implements comet.Logic), the HTTP JSON API for apps, and the
+// goim-compatible push API for business services, which publishes
+// pushmsg.Msg values on the bus for job to deliver.
+//
+// The one-process server calls a *Service directly; the distributed mode
+// wraps the same Service in a Kitex server.
+//
+// # HTTP errors
+//
+// Every error, on the app API and on the goim push API alike, is a 4xx/5xx
+// status with the body {"code": "snake_case_code", "message": "..."} (the
+// codes of protocol/codes.go, plus "method_not_allowed" with status 405).
+// goim itself answers errors with HTTP 200 and a negative numeric code
+// (-400, -500); we do not: a goim client that only checks code != 0 still
+// sees the failure. Successful push API answers keep goim's shape:
+// {"code": 0, "message": "", "data": ...}.
+//
+// # Push API access
+//
+// With Config.AdminKey set, every /goim/ endpoint requires
+// "Authorization: Bearer <AdminKey>" (401 unauthorized otherwise). With no
+// key, they serve only requests whose remote address is loopback
+// (127.0.0.0/8, ::1) and answer 403 forbidden to others. Behind a reverse
+// proxy on the same host every request looks local: set an AdminKey there.
+//
+// # Bus keys
+//
+// Keys pushes are grouped per comet server, one message per server keyed by
+// the server name; room pushes are keyed by the room key; broadcasts share
+// the key "broadcast". Pushes to one target therefore keep their order.
+package logic

@@ -1,0 +1,83 @@
+package logic
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/internal/auth"
+	"github.com/goimdev/goim/internal/bus"
+	"github.com/goimdev/goim/internal/session"
+	"github.com/goimdev/goim/internal/store"
+)
+
+// Deps are the backends the service uses; all are required.
+type Deps struct {
+	Store    store.Store
+	Issuer   *auth.Issuer
+	Sessions session.Registry
+	Bus      bus.Bus
+}
+
+// Service is the logic service. It starts no goroutines and owns none of
+// its Deps: closing them is the caller's job. It is safe for concurrent use.
+type Service struct {
+	cfg      Config
+	store    store.Store
+	issuer   *auth.Issuer
+	sessions session.Registry
+	bus      bus.Bus
+	log      *slog.Logger
+	hasher   *auth.PasswordHasher
+	now      func() time.Time
+	ops      map[int32]opHandler // Receive dispatch table, fixed after New
+	handler  http.Handler
+}
+
+var _ comet.Logic = (*Service)(nil)
+
+// New returns a service with cfg (zero fields take their defaults).
+func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
+	if deps.Store == nil || deps.Issuer == nil || deps.Sessions == nil || deps.Bus == nil {
+		return nil, errors.New("logic: Deps.Store, Issuer, Sessions and Bus are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	hasher, err := auth.NewPasswordHasher(cfg.Password)
+	if err != nil {
+		return nil, fmt.Errorf("logic: %w", err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		store:    deps.Store,
+		issuer:   deps.Issuer,
+		sessions: deps.Sessions,
+		bus:      deps.Bus,
+		log:      log.With("component", "logic", "node", cfg.Node),
+		hasher:   hasher,
+		now:      time.Now,
+	}
+	s.ops = s.opHandlers()
+	s.handler = s.routes()
+	if cfg.InsecureMidAuth {
+		s.log.Warn("INSECURE: insecure_mid_auth is on: any client can connect as any user id with goim's legacy {\"mid\":N} auth body; use only for benchmarks")
+	}
+	if cfg.AdminKey == "" {
+		s.log.Info("push API has no admin key: serving loopback clients only")
+	} else if len(cfg.AdminKey) < 16 {
+		s.log.Warn("push API admin key is shorter than 16 characters")
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP API: /api/v1/... for apps and /goim/... for
+// business services.
+func (s *Service) Handler() http.Handler { return s.handler }
