@@ -27,7 +27,9 @@ type Handler func(ctx context.Context, msgs []Message) error
 // Bus publishes and consumes keyed messages.
 type Bus interface {
 	// Publish durably hands msgs to the bus; when it returns nil the bus
-	// owns them.
+	// owns them (the caller must not modify their Values afterwards). It
+	// may block for backpressure; it returns an error wrapping ctx's error
+	// when ctx ends first or is already done.
 	Publish(ctx context.Context, msgs ...Message) error
 	// Subscribe starts consuming topic as consumer group in the background
 	// and returns once the consumers run; they call h until ctx ends or the

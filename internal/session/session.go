@@ -33,9 +33,11 @@ type Registry interface {
 	// Add records s, replacing a previous session with the same user and key.
 	Add(ctx context.Context, s Session) error
 	// Remove deletes the session of (userID, key) if it is still on server,
-	// and reports whether it did.
+	// and reports whether it did (false for a session that had expired).
 	Remove(ctx context.Context, userID int64, key, server string) (bool, error)
-	// Touch refreshes the liveness of a session (heartbeat).
+	// Touch refreshes the liveness of a session (heartbeat). A session the
+	// registry does not hold (e.g. after a registry restart) is added; a key
+	// whose live session is on another server is left alone.
 	Touch(ctx context.Context, s Session) error
 	// UserSessions returns the live sessions of each of userIDs (users with
 	// none are absent from the map).
@@ -48,7 +50,9 @@ type Registry interface {
 	// SetServer records a comet's report: its addresses, load and the
 	// online count of each of its rooms (replacing the previous set).
 	SetServer(ctx context.Context, info ServerInfo, rooms map[string]int32) error
-	// AddRoom marks room as present on server until the next SetServer.
+	// AddRoom marks room as present on server until the next SetServer. It
+	// works for a server that has not reported yet (RoomServers lists it;
+	// Servers does not).
 	AddRoom(ctx context.Context, server, room string) error
 	// RoomServers returns the servers that have members in room.
 	RoomServers(ctx context.Context, room string) ([]string, error)

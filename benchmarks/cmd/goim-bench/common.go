@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goimdev/goim/benchmarks/loadgen"
+	"github.com/goimdev/goim/benchmarks/suite"
+)
+
+// maxConnsPerWorker keeps each worker process under the machine's
+// 20,000 open-file limit with room to spare.
+const maxConnsPerWorker = 15000
+
+// commonFlags are the flags every load scenario takes.
+type commonFlags struct {
+	n, workers, perWorker int
+	transport             string
+	rate                  float64
+	maxInFlight           int
+
+	server     string
+	serverArgs string
+	heartbeat  time.Duration
+	logLevel   string
+
+	addr, wsAddr, httpAddr string
+	pid                    int
+	secret, users          string
+	adminKey               string
+
+	out    string
+	noSave bool
+}
+
+func (f *commonFlags) register(fs *flag.FlagSet, defaultN int) {
+	fs.IntVar(&f.n, "n", defaultN, "connections")
+	fs.IntVar(&f.workers, "workers", 0, "worker processes (0: enough for -per-worker connections each, at least 1)")
+	fs.IntVar(&f.perWorker, "per-worker", maxConnsPerWorker, "most connections per worker process")
+	fs.StringVar(&f.transport, "transport", "tcp", "tcp or ws")
+	fs.Float64Var(&f.rate, "rate", 3000, "connect rate, connections per second over all workers (0: unpaced)")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", 512, "handshakes in flight per worker")
+
+	fs.StringVar(&f.server, "server", "bin/goim", "goim binary to start as `goim standalone` (ignored with -addr)")
+	fs.StringVar(&f.serverArgs, "server-args", "", "extra standalone flags, space separated")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 10*time.Second, "--heartbeat of the started server (clients heartbeat at the announced interval)")
+	fs.StringVar(&f.logLevel, "server-log-level", "warn", "--log-level of the started server")
+
+	fs.StringVar(&f.addr, "addr", "", "comet TCP address of an already running server (skips starting one)")
+	fs.StringVar(&f.wsAddr, "ws-addr", "", "comet WebSocket address of the running server")
+	fs.StringVar(&f.httpAddr, "http", "", "HTTP address of the running server")
+	fs.IntVar(&f.pid, "pid", 0, "process id of the running server (RSS and CPU)")
+	fs.StringVar(&f.secret, "secret", "", "JWT secret of the running server (default $GOIM_JWT_SECRET)")
+	fs.StringVar(&f.users, "users", "", "users of the running server: a file holding `goim users seed` output, or a range FIRST-LAST")
+	fs.StringVar(&f.adminKey, "admin-key", "", "push API admin key of the running server (default $GOIM_ADMIN_KEY)")
+
+	fs.StringVar(&f.out, "out", "benchmarks/results", "directory of the JSON result")
+	fs.BoolVar(&f.noSave, "no-save", false, "do not write the JSON result")
+}
+
+func (f *commonFlags) validate() error {
+	var errs []error
+	if f.n <= 0 {
+		errs = append(errs, errors.New("-n must be positive"))
+	}
+	if f.transport != loadgen.TransportTCP && f.transport != loadgen.TransportWS {
+		errs = append(errs, fmt.Errorf("-transport %q: want tcp or ws", f.transport))
+	}
+	if f.perWorker <= 0 || f.perWorker > 19000 {
+		errs = append(errs, errors.New("-per-worker must be in 1..19000 (the open-file limit is 20000 per process)"))
+	}
+	if f.addr != "" || f.httpAddr != "" {
+		if f.httpAddr == "" || (f.addr == "" && f.transport == "tcp") || (f.wsAddr == "" && f.transport == "ws") {
+			errs = append(errs, errors.New("an external server needs -http and -addr (tcp) or -ws-addr (ws)"))
+		}
+		if f.users == "" {
+			errs = append(errs, errors.New("an external server needs -users"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f *commonFlags) poolSize() int {
+	return max(f.workers, (f.n+f.perWorker-1)/f.perWorker, 1)
+}
+
+// session is one server (started or attached) plus its worker pool.
+type session struct {
+	target suite.Target
+	info   suite.ServerInfo
+	server *suite.Server // nil for an external server
+	pool   *loadgen.Pool
+	stderr io.Writer
+}
+
+func (f *commonFlags) open(ctx context.Context, stderr io.Writer) (s *session, err error) {
+	s = &session{stderr: stderr}
+	if f.httpAddr != "" {
+		s.target = suite.Target{TCPAddr: f.addr, WSAddr: f.wsAddr, HTTPAddr: f.httpAddr, PID: f.pid,
+			Secret: firstNonEmpty(f.secret, os.Getenv("GOIM_JWT_SECRET")), AdminKey: firstNonEmpty(f.adminKey, os.Getenv("GOIM_ADMIN_KEY"))}
+		if s.target.UserIDs, err = loadUsers(f.users); err != nil {
+			return nil, err
+		}
+		s.info = suite.ServerInfo{Mode: "external", TCPAddr: f.addr, WSAddr: f.wsAddr, HTTPAddr: f.httpAddr}
+		if err := suite.WaitReady(ctx, f.httpAddr, nil); err != nil {
+			return nil, fmt.Errorf("server at %s not ready: %w", f.httpAddr, err)
+		}
+	} else {
+		fmt.Fprintf(stderr, "starting %s standalone with %d seeded users...\n", f.server, f.n)
+		srv, err := suite.StartServer(ctx, suite.ServerSpec{
+			Binary: f.server, Users: f.n, Heartbeat: f.heartbeat, LogLevel: f.logLevel,
+			ExtraArgs: strings.Fields(f.serverArgs),
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.server, s.target, s.info = srv, srv.Target, srv.Info
+		fmt.Fprintf(stderr, "server pid %d: tcp %s ws %s http %s (log %s)\n", srv.PID, srv.TCPAddr, srv.WSAddr, srv.HTTPAddr, srv.LogPath)
+	}
+	defer func() {
+		if err != nil {
+			s.close(stderr)
+		}
+	}()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if s.pool, err = loadgen.NewPool(ctx, f.poolSize(), loadgen.ExecSpawner(exe, []string{"worker"}, stderr)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// close closes the connections, stops the workers and a started server
+// (SIGTERM, then checks that it exits). It uses its own timeouts so that it
+// also runs after an interrupt.
+func (s *session) close(stderr io.Writer) *suite.StopReport {
+	if s.pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if _, err := s.pool.CloseConns(ctx); err != nil {
+			fmt.Fprintf(stderr, "close connections: %v\n", err)
+		}
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+		if err := s.pool.Close(ctx); err != nil {
+			fmt.Fprintf(stderr, "stop workers: %v\n", err)
+		}
+		cancel()
+		s.pool = nil
+	}
+	if s.server == nil {
+		return nil
+	}
+	fmt.Fprintf(stderr, "stopping server (SIGTERM)...\n")
+	rep, err := s.server.Stop(context.Background(), 60*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "server stop: %v\nserver log tail:\n%s\n", err, s.server.LogTail(4000))
+	}
+	s.server = nil
+	return &rep
+}
+
+// serverLogTail returns the end of a started server's log, for errors.
+func (s *session) serverLogTail() string {
+	if s.server == nil {
+		return ""
+	}
+	return s.server.LogTail(4000)
+}
+
+func firstNonEmpty(a ...string) string {
+	for _, s := range a {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// loadUsers reads a `goim users seed` output file or a FIRST-LAST range.
+func loadUsers(spec string) ([]int64, error) {
+	if a, b, ok := strings.Cut(spec, "-"); ok {
+		lo, err1 := strconv.ParseInt(a, 10, 64)
+		hi, err2 := strconv.ParseInt(b, 10, 64)
+		if err1 == nil && err2 == nil {
+			if lo <= 0 || hi < lo || hi-lo > 10_000_000 {
+				return nil, fmt.Errorf("-users %q: bad range", spec)
+			}
+			ids := make([]int64, 0, hi-lo+1)
+			for id := lo; id <= hi; id++ {
+				ids = append(ids, id)
+			}
+			return ids, nil
+		}
+	}
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("-users: %w", err)
+	}
+	return suite.ParseUserIDs(b)
+}
+
+// finish saves (unless -no-save) and prints a result.
+func (f *commonFlags) finish(r *suite.Result, stdout, stderr io.Writer) error {
+	r.FinishedAt = time.Now().UTC()
+	suite.PrintHuman(stdout, r)
+	if f.noSave {
+		return nil
+	}
+	path, err := r.Save(f.out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nresult: %s\n", path)
+	return nil
+}

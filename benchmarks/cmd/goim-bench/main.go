@@ -1,0 +1,73 @@
+// Command goim-bench is GoIM's multi-process load generator. The driver
+// (this command) starts or attaches to a GoIM server, re-executes itself as
+// worker processes (`goim-bench worker`) that hold the client connections,
+// runs a scenario, prints a table and writes a JSON result to
+// benchmarks/results/. `goim-bench report` renders the results into
+// benchmarks/README.md.
+//
+//	goim-bench conns -n 15000 [-runs 3] [-transport tcp|ws]
+//	goim-bench room  -n 15000 -rates 10,100,1000 -duration 10s
+//	goim-bench report
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{
+	"conns":  {"RSS, goroutines and idle CPU of the server per idle authenticated connection", runConns},
+	"room":   {"room broadcast: deliveries/s, loss and push-to-receive latency at several push rates", runRoom},
+	"report": {"render benchmarks/results/*.json into the tables of benchmarks/README.md", runReport},
+	"worker": {"(internal) a worker process serving the driver on stdin/stdout", runWorker},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "goim-bench: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "goim-bench %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: goim-bench <command> [flags]   (goim-bench <command> -h lists its flags)")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-7s %s\n", n, commands[n].summary)
+	}
+}

@@ -1,0 +1,12 @@
+// Package loadgen is the load-generating half of goim-bench: a lean GoIM
+// client built for tens of thousands of connections per process (one
+// net.Conn and one reader goroutine per connection, heartbeats written by
+// one shared ticker per worker), the worker that runs such connections
+// inside a child process and answers the driver over JSON lines on
+// stdin/stdout, the driver-side Pool that starts workers and merges their
+// statistics, a paced HTTP pusher for the goim push API, and a mergeable
+// log-linear latency histogram.
+//
+// The driver never holds client connections itself: the server and the
+// workers each stay under the per-process open-file limit.
+package loadgen

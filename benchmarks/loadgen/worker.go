@@ -1,0 +1,418 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/gobwas/ws"
+
+	"github.com/goimdev/goim/internal/auth"
+	"github.com/goimdev/goim/protocol"
+)
+
+// maxErrorKinds bounds the distinct failure reasons a worker keeps.
+const maxErrorKinds = 32
+
+// progressEvery is how often a connecting worker reports progress.
+const progressEvery = 250 * time.Millisecond
+
+// Worker holds benchmark connections in one process. Its methods are
+// called by one goroutine (Serve's loop, or a test); the connections' reader
+// goroutines and the heartbeat loop run on their own.
+type Worker struct {
+	id  int
+	log *slog.Logger
+
+	mu     sync.Mutex
+	conns  []*client
+	errs   map[string]int64
+	discs  map[string]int64
+	hbStop chan struct{} // nil when the heartbeat loop is not running
+	hbDone chan struct{}
+
+	attempted, authed, failed, open, closed atomic.Int64
+	hbSent, hbReplies, hbErrors, other      atomic.Int64
+	heartbeat                               atomic.Int64 // interval in ns, 0 until known
+
+	latency   *Hist
+	handshake *Hist
+
+	readers sync.WaitGroup
+}
+
+// NewWorker returns an empty worker; id names it in progress reports.
+func NewWorker(id int, log *slog.Logger) *Worker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{id: id, log: log, errs: map[string]int64{}, discs: map[string]int64{}, latency: NewHist(), handshake: NewHist()}
+}
+
+// Connect opens one authenticated connection per user id of spec at the
+// spec's rate and returns when every handshake has ended (success or
+// failure) or ctx is done. progress, if not nil, is called periodically and
+// once at the end. The connections stay open, read by their own goroutines,
+// until CloseConns.
+func (w *Worker) Connect(ctx context.Context, spec ConnectSpec, progress func(Progress)) error {
+	spec.setDefaults()
+	if spec.Transport != TransportTCP && spec.Transport != TransportWS {
+		return fmt.Errorf("unknown transport %q", spec.Transport)
+	}
+	iss, err := auth.NewIssuer([]byte(spec.Secret), spec.Issuer)
+	if err != nil {
+		return fmt.Errorf("token issuer: %w", err)
+	}
+	target := int64(len(spec.UserIDs))
+	report := func() {
+		if progress != nil {
+			progress(Progress{Worker: w.id, Attempted: w.attempted.Load(), Authed: w.authed.Load(), Failed: w.failed.Load(), Target: target})
+		}
+	}
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				report()
+			}
+		}
+	}()
+	defer func() {
+		close(stopProgress)
+		<-progressDone
+		report()
+	}()
+
+	sem := make(chan struct{}, spec.MaxInFlight)
+	var handshakes sync.WaitGroup
+	start := time.Now()
+	for i, uid := range spec.UserIDs {
+		if spec.Rate > 0 {
+			due := start.Add(time.Duration(float64(i) / spec.Rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case sem <- struct{}{}:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		w.attempted.Add(1)
+		handshakes.Add(1)
+		w.readers.Add(1)
+		go w.run(ctx, &spec, iss, uid, sem, &handshakes)
+	}
+	handshakes.Wait()
+	w.startHeartbeats(&spec)
+	return ctx.Err()
+}
+
+// run handshakes one connection and then becomes its reader.
+func (w *Worker) run(ctx context.Context, spec *ConnectSpec, iss *auth.Issuer, uid int64, sem chan struct{}, handshakes *sync.WaitGroup) {
+	defer w.readers.Done()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-sem
+			handshakes.Done()
+		}
+	}
+	defer release()
+	key := "bench-" + strconv.FormatInt(uid, 10)
+	tok, _, err := iss.Issue(uid, key, spec.TokenTTL)
+	if err != nil {
+		w.fail(fmt.Errorf("token: %w", err))
+		return
+	}
+	t0 := time.Now()
+	c, hb, err := dialClient(ctx, spec, tok, key)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	w.handshake.Record(int64(time.Since(t0)))
+	if spec.Heartbeat > 0 {
+		hb = spec.Heartbeat
+	}
+	if hb > 0 && w.heartbeat.CompareAndSwap(0, int64(hb)) {
+		w.startHeartbeats(spec)
+	}
+	w.mu.Lock()
+	c.idx = len(w.conns)
+	w.conns = append(w.conns, c)
+	w.mu.Unlock()
+	c.record = true
+	w.authed.Add(1)
+	w.open.Add(1)
+	release()
+	w.readLoop(c)
+}
+
+func (w *Worker) fail(err error) {
+	w.failed.Add(1)
+	w.countErr(reason(err))
+}
+
+func (w *Worker) countErr(r string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.errs[r]; !ok && len(w.errs) >= maxErrorKinds {
+		r = "other"
+	}
+	w.errs[r]++
+}
+
+// readLoop reads c until it fails or is closed.
+func (w *Worker) readLoop(c *client) {
+	var err error
+	for {
+		var p protocol.Packet
+		if p, err = c.next(); err != nil {
+			break
+		}
+		if p.Op == protocol.OpRaw {
+			err = protocol.SplitBatch(p.Body, func(in protocol.Packet) error {
+				w.handle(c, in)
+				return nil
+			})
+			if err != nil {
+				break
+			}
+			continue
+		}
+		w.handle(c, p)
+	}
+	c.dead.Store(true)
+	w.open.Add(-1)
+	c.nc.Close()
+	if !c.done.Load() {
+		w.closed.Add(1)
+		w.countErr("closed: " + reason(err))
+	}
+}
+
+func (w *Worker) handle(c *client, p protocol.Packet) {
+	switch {
+	case p.Op >= protocol.OpBusinessMin:
+		sent, seq, ok := ParsePayload(p.Body)
+		c.delivered.Add(1)
+		c.lastRecv.Store(c.now)
+		if c.firstRecv.Load() == 0 {
+			c.firstRecv.Store(c.now)
+		}
+		if !ok {
+			return
+		}
+		if seq <= c.lastSeq {
+			c.outOfOrder.Add(1)
+		}
+		c.lastSeq = seq
+		if c.record {
+			w.latency.Record(c.now - sent)
+		}
+	case p.Op == protocol.OpHeartbeatReply:
+		w.hbReplies.Add(1)
+	case p.Op == protocol.OpDisconnect:
+		var d disconnect
+		if err := sonic.Unmarshal(p.Body, &d); err != nil || d.Code == "" {
+			d.Code = "unparsed"
+		}
+		w.mu.Lock()
+		if _, ok := w.discs[d.Code]; ok || len(w.discs) < maxErrorKinds {
+			w.discs[d.Code]++
+		}
+		w.mu.Unlock()
+	default:
+		w.other.Add(1)
+	}
+}
+
+// startHeartbeats starts the heartbeat loop once an interval is known.
+func (w *Worker) startHeartbeats(spec *ConnectSpec) {
+	interval := time.Duration(w.heartbeat.Load())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if interval <= 0 || w.hbStop != nil {
+		return
+	}
+	pkt := protocol.Encode(protocol.Packet{Ver: protocol.Version, Op: protocol.OpHeartbeat})
+	if spec.Transport == TransportWS {
+		pkt, _ = ws.CompileFrame(ws.MaskFrame(ws.NewBinaryFrame(pkt)))
+	}
+	w.hbStop, w.hbDone = make(chan struct{}), make(chan struct{})
+	go w.heartbeatLoop(interval, pkt, w.hbStop, w.hbDone)
+}
+
+// heartbeatLoop writes pkt to every open connection once per interval,
+// spread over the interval in slots of one tick.
+func (w *Worker) heartbeatLoop(interval time.Duration, pkt []byte, stop, done chan struct{}) {
+	defer close(done)
+	tick := min(time.Second, max(interval/10, 10*time.Millisecond))
+	slots := max(int(interval/tick), 1)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		conns := w.conns
+		w.mu.Unlock()
+		for i := n % slots; i < len(conns); i += slots {
+			c := conns[i]
+			if c.dead.Load() || c.done.Load() {
+				continue
+			}
+			if err := c.writeRaw(pkt); err != nil {
+				w.hbErrors.Add(1)
+				continue
+			}
+			w.hbSent.Add(1)
+		}
+	}
+}
+
+// Stats returns the worker's counters; reset zeroes the delivery counters
+// and the latency histogram afterwards (the connection counters stay).
+func (w *Worker) Stats(reset bool) Stats {
+	w.mu.Lock()
+	conns := w.conns
+	s := Stats{
+		Errors:      copyCounts(w.errs),
+		Disconnects: copyCounts(w.discs),
+	}
+	if reset {
+		clear(w.discs)
+	}
+	w.mu.Unlock()
+	s.Attempted, s.Authed, s.Failed = w.attempted.Load(), w.authed.Load(), w.failed.Load()
+	s.Open, s.Closed = w.open.Load(), w.closed.Load()
+	s.HeartbeatsSent, s.HeartbeatReplies, s.HeartbeatErrors = w.hbSent.Load(), w.hbReplies.Load(), w.hbErrors.Load()
+	s.OtherPackets = w.other.Load()
+	for _, c := range conns {
+		if reset {
+			s.Delivered += c.delivered.Swap(0)
+			s.OutOfOrder += c.outOfOrder.Swap(0)
+			s.LastRecvUnixNano = max(s.LastRecvUnixNano, c.lastRecv.Swap(0))
+			if f := c.firstRecv.Swap(0); f != 0 && (s.FirstRecvUnixNano == 0 || f < s.FirstRecvUnixNano) {
+				s.FirstRecvUnixNano = f
+			}
+		} else {
+			s.Delivered += c.delivered.Load()
+			s.OutOfOrder += c.outOfOrder.Load()
+			s.LastRecvUnixNano = max(s.LastRecvUnixNano, c.lastRecv.Load())
+			if f := c.firstRecv.Load(); f != 0 && (s.FirstRecvUnixNano == 0 || f < s.FirstRecvUnixNano) {
+				s.FirstRecvUnixNano = f
+			}
+		}
+	}
+	s.Latency = w.latency.Snapshot()
+	s.HandshakeLatency = w.handshake.Snapshot()
+	if reset {
+		w.latency.Reset()
+	}
+	if rss, err := ReadRSS(0); err == nil {
+		s.RSSBytes = rss
+	}
+	s.Workers = 1
+	return s
+}
+
+func copyCounts(m map[string]int64) map[string]int64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// CloseConns closes every connection, stops the heartbeat loop and waits
+// for the readers to end. The counters stay; closes it causes are not
+// counted as Closed.
+func (w *Worker) CloseConns() {
+	w.mu.Lock()
+	conns := w.conns
+	stop, done := w.hbStop, w.hbDone
+	w.hbStop, w.hbDone = nil, nil
+	w.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	for _, c := range conns {
+		c.done.Store(true)
+		c.nc.Close()
+	}
+	w.readers.Wait()
+	w.mu.Lock()
+	w.conns = nil
+	w.mu.Unlock()
+}
+
+// reason reduces an error to a short, low-cardinality description: the
+// stage that failed and the cause, without addresses.
+func reason(err error) string {
+	if err == nil {
+		return "eof"
+	}
+	stage, _, hasStage := strings.Cut(err.Error(), ":")
+	if errors.Is(err, errRefused) {
+		return err.Error()
+	}
+	var cause string
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		cause = "eof"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		cause = "timeout"
+	case errors.Is(err, context.Canceled):
+		cause = "canceled"
+	case errors.Is(err, net.ErrClosed):
+		cause = "closed"
+	case errors.As(err, &errno):
+		cause = errno.Error()
+	default:
+		cause = err.Error()
+		if i := strings.LastIndex(cause, ": "); i >= 0 {
+			cause = cause[i+2:]
+		}
+	}
+	if len(cause) > 80 {
+		cause = cause[:80]
+	}
+	if !hasStage || stage == cause {
+		return cause
+	}
+	return stage + ": " + cause
+}

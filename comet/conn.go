@@ -1,0 +1,912 @@
+package comet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/gopkg/util/gopool"
+	"github.com/bytedance/sonic"
+	"github.com/cloudwego/netpoll"
+	"github.com/gobwas/ws"
+
+	"github.com/goimdev/goim/protocol"
+)
+
+// Connection states. Only the reader moves a connection from handshake to
+// authed; anyone may move it to closing; the close callback to closed.
+const (
+	stHandshake uint32 = iota
+	stAuthed
+	stClosing
+	stClosed
+)
+
+// conn.flags, guarded by conn.mu.
+const (
+	fWriting  uint8 = 1 << iota // a writer owns the queue
+	fClosing                    // Op 6 queued (or closing without one): nothing more is queued
+	fHold                       // auth in progress: pushes queue but wait for Op 8
+	fUpgraded                   // WebSocket: the HTTP upgrade is answered
+)
+
+// refusals decided at accept and applied once the WebSocket upgrade is done.
+const (
+	refuseNone uint8 = iota
+	refuseTooMany
+	refuseDraining
+)
+
+// conn is one client connection. It is kept small (one 240-byte
+// allocation, no goroutine, no buffer while idle; fields ordered to avoid
+// padding): see the package doc.
+type conn struct {
+	// context.Background(): it makes *conn the netpoll connection context
+	// handed back to OnRequest, without another allocation.
+	context.Context
+
+	s  *Server
+	nc netpoll.Connection
+
+	// Reader-owned: touched only by the connection's reader (netpoll's
+	// OnRequest task) and by the close callback, which netpoll runs once no
+	// reader is active.
+	userID int64
+	key    string // before auth (WebSocket): the token from the upgrade's query string
+	frag   []byte // WebSocket: a fragmented message being assembled
+	idle   int64  // idle timeout (3x the heartbeat interval), ns
+	lastHB int64  // last Logic.Heartbeat, unix ns
+
+	// Room membership, guarded by the bucket lock of room.id (written by
+	// the reader only).
+	room         *room
+	rprev, rnext *conn
+
+	// Timer wheel links, guarded by wheel.mu.
+	wprev, wnext *conn
+	wdeadline    int64
+
+	since    atomic.Int64 // accept time; from closing on, when the close began
+	lastRead atomic.Int64 // last packet or frame read (coarse clock)
+
+	mu  sync.Mutex // guards the outbound side: flags, q, accepts
+	wmu sync.Mutex // held by the writer while it writes and flushes
+
+	q       *queue
+	accepts []int32 // sorted business ops
+
+	state   atomic.Uint32
+	wslot   int32 // guarded by wheel.mu; -1: not filed
+	preAuth int32 // reader-owned: bytes read before authentication
+
+	tr           uint8 // reader-owned from here to replyPending
+	refuse       uint8
+	owned        bool // Logic.Connect succeeded and the key was registered: Disconnect on close
+	counted      bool // counted in Server.authed
+	upgraded     bool // WebSocket: the HTTP upgrade is answered (fUpgraded for other goroutines)
+	replyPending bool // replies queued by the reader, not yet handed to a writer
+	flags        uint8
+	dead         bool // guarded by wmu: the close callback ran, write nothing more
+}
+
+// queue is a connection's pending output: encoded frames, most of them
+// shared with other connections. Queues are pooled; an idle connection has
+// none.
+type queue struct {
+	items [][]byte
+	bytes int
+}
+
+var queuePool = sync.Pool{New: func() any { return &queue{items: make([][]byte, 0, 8)} }}
+
+func getQueue() *queue { return queuePool.Get().(*queue) }
+
+func putQueue(q *queue) {
+	if q == nil {
+		return
+	}
+	if cap(q.items) > 256 {
+		return // let an overgrown queue go
+	}
+	clear(q.items)
+	q.items, q.bytes = q.items[:0], 0
+	queuePool.Put(q)
+}
+
+// errClosing stops the reader of a connection that is already closing.
+var errClosing = errors.New("comet: connection closing")
+
+// ---------------------------------------------------------------- reading
+
+// serve is the connection state machine, run by netpoll's OnRequest task
+// while the connection has input. It handles whole packets (pipelined ones
+// included) until the input is consumed, then hands queued replies to the
+// writer (writing them in this goroutine).
+func (c *conn) serve() {
+	r := c.nc.Reader()
+	for r.Len() > 0 {
+		if c.state.Load() >= stClosing {
+			break
+		}
+		err := c.readOne(r)
+		_ = r.Release()
+		if err != nil {
+			c.fail(err)
+			break
+		}
+	}
+	if c.state.Load() >= stClosing {
+		// netpoll calls OnRequest again while input remains: drop it.
+		_ = r.Skip(r.Len())
+		_ = r.Release()
+	}
+	c.flushReplies()
+}
+
+// beforeBlock implements blocker: a read is about to wait for bytes, so
+// the replies queued so far go out first.
+func (c *conn) beforeBlock() { c.flushReplies() }
+
+func (c *conn) readOne(r streamReader) error {
+	cfg := &c.s.cfg
+	if c.tr == trTCP {
+		maxPack := 0
+		if c.state.Load() == stHandshake {
+			if maxPack = cfg.MaxPreAuthBytes - int(c.preAuth); maxPack < protocol.HeaderLen {
+				return closeErr(protocol.CodePacketTooLarge, "pre-auth byte limit exceeded")
+			}
+		}
+		p, n, err := readPacket(r, c, cfg.MaxBody, maxPack)
+		if err != nil {
+			return err
+		}
+		c.gotBytes(n)
+		return c.handle(p)
+	}
+	if !c.upgraded {
+		return c.upgrade(r)
+	}
+	maxPayload := protocol.HeaderLen + cfg.MaxBody
+	if c.state.Load() == stHandshake {
+		left := cfg.MaxPreAuthBytes - int(c.preAuth) - 14 // 14: the largest frame header we accept pre-auth
+		if left < 0 {
+			return closeErr(protocol.CodePacketTooLarge, "pre-auth byte limit exceeded")
+		}
+		maxPayload = min(maxPayload, left)
+	}
+	f, n, err := readWSFrame(r, c, maxPayload)
+	if err != nil {
+		return err
+	}
+	c.gotBytes(n)
+	return c.handleFrame(f, maxPayload)
+}
+
+func (c *conn) gotBytes(n int) {
+	metricBytesIn.Add(float64(n))
+	c.lastRead.Store(c.s.now())
+	if c.state.Load() == stHandshake {
+		c.preAuth += int32(n)
+	}
+}
+
+// upgrade answers the WebSocket upgrade request at the head of the input.
+func (c *conn) upgrade(r streamReader) error {
+	limit := c.s.cfg.MaxPreAuthBytes
+	n := min(r.Len(), limit)
+	b, err := r.Peek(n)
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix([]byte("GET "), b[:min(len(b), 4)]) {
+		return errUnreadable
+	}
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		if n >= limit {
+			c.closeAfter([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), protocol.CodePacketTooLarge)
+			return errClosing
+		}
+		_, err := need(r, c, r.Len()+1) // wait for the rest of the request
+		return err
+	}
+	reqLen := end + 4
+	var resp bytes.Buffer
+	u := ws.Upgrader{OnRequest: c.checkURI}
+	_, herr := u.Upgrade(struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(b[:reqLen]), &resp})
+	c.gotBytes(reqLen)
+	if err := r.Skip(reqLen); err != nil {
+		return err
+	}
+	if herr != nil {
+		c.closeAfter(resp.Bytes(), protocol.CodeProtocolError)
+		return errClosing
+	}
+	c.upgraded = true
+	c.mu.Lock()
+	c.flags |= fUpgraded
+	c.mu.Unlock()
+	c.reply(resp.Bytes())
+	if c.refuse != refuseNone {
+		c.refuseNow()
+		return errClosing
+	}
+	return nil
+}
+
+// refuseNow closes a connection refused at accept, with its Op 6.
+func (c *conn) refuseNow() {
+	if c.refuse == refuseDraining {
+		c.closeWith(protocol.CodeServerDraining, "server shutting down", c.s.drainInfo())
+		return
+	}
+	c.closeWith(protocol.CodeTooManyConns, "too many connections from this address", nil)
+}
+
+// checkURI accepts GET /sub with an optional query string and keeps its
+// token parameter.
+func (c *conn) checkURI(uri []byte) error {
+	path, query, _ := bytes.Cut(uri, []byte("?"))
+	if p := string(path); p != "/sub" && p != "/sub/" {
+		return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("not found"))
+	}
+	if len(query) > 0 {
+		if v, err := url.ParseQuery(string(query)); err == nil {
+			c.key = v.Get("token") // kept in key until auth
+		}
+	}
+	return nil
+}
+
+// errPeerClose ends reading after a WebSocket close frame.
+var errPeerClose = errors.New("comet: peer sent close")
+
+func (c *conn) handleFrame(f wsFrame, maxPayload int) error {
+	switch f.op {
+	case wsOpClose:
+		code := f.payload
+		if len(code) > 2 {
+			code = code[:2]
+		}
+		c.closeAfter(wsControl(wsOpClose, code), "")
+		return errPeerClose
+	case wsOpPing:
+		c.reply(wsControl(wsOpPong, f.payload))
+		return nil
+	case wsOpPong:
+		return nil
+	case wsOpText, wsOpBinary:
+		if c.frag != nil {
+			return errUnreadable // a new message inside a fragmented one
+		}
+		if !f.fin {
+			c.frag = append(make([]byte, 0, max(len(f.payload), 64)), f.payload...)
+			return nil
+		}
+		return c.handleData(f.payload)
+	default: // continuation
+		if c.frag == nil {
+			return errUnreadable
+		}
+		if len(c.frag)+len(f.payload) > maxPayload {
+			return closeErr(protocol.CodePacketTooLarge, "message exceeds the body limit")
+		}
+		c.frag = append(c.frag, f.payload...)
+		if !f.fin {
+			return nil
+		}
+		data := c.frag
+		c.frag = nil
+		return c.handleData(data)
+	}
+}
+
+// handleData handles the packets of one WebSocket message: normally one,
+// but several whole packets are accepted too.
+func (c *conn) handleData(b []byte) error {
+	for len(b) > 0 {
+		if c.state.Load() >= stClosing {
+			return errClosing
+		}
+		p, n, err := protocol.Decode(b, c.s.cfg.MaxBody)
+		switch {
+		case errors.Is(err, protocol.ErrTooLarge):
+			return closeErr(protocol.CodePacketTooLarge, "packet exceeds the body limit")
+		case err != nil: // short, or a bad header: a frame must hold whole packets
+			return errUnreadable
+		}
+		if err := c.handle(p); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// fail closes the connection after a reading error.
+func (c *conn) fail(err error) {
+	var cr *closeReason
+	switch {
+	case errors.As(err, &cr):
+		c.closeWith(cr.code, cr.reason, nil)
+	case errors.Is(err, errUnreadable):
+		metricCloses.WithLabelValues(protocol.CodeProtocolError).Inc()
+		c.abort()
+	case errors.Is(err, errClosing), errors.Is(err, errPeerClose):
+	default:
+		// A read error: netpoll closed the connection (peer gone or closed
+		// by us). Make sure it is closed.
+		c.abort()
+	}
+}
+
+// ---------------------------------------------------------------- ops
+
+func (c *conn) handle(p protocol.Packet) error {
+	if c.state.Load() == stHandshake {
+		if p.Op != protocol.OpAuth {
+			return closeErr(protocol.CodeUnauthorized, "the first packet must be auth (op 7)")
+		}
+		return c.auth(p)
+	}
+	switch p.Op {
+	case protocol.OpHeartbeat:
+		return c.heartbeat(p)
+	case protocol.OpChangeRoom:
+		return c.changeRoom(p)
+	case protocol.OpSub, protocol.OpUnsub:
+		c.sub(p)
+		return nil
+	default:
+		return c.receive(p)
+	}
+}
+
+func (c *conn) auth(p protocol.Packet) error {
+	s := c.s
+	ctx, cancel := context.WithDeadline(s.ctx, time.Unix(0, c.since.Load()+int64(s.cfg.HandshakeTimeout)))
+	defer cancel()
+	rep, err := s.logic.Connect(ctx, &ConnectRequest{
+		Server:     s.cfg.Node,
+		RemoteAddr: c.nc.RemoteAddr().String(),
+		Transport:  transportName(c.tr),
+		Body:       bytes.Clone(p.Body),
+		QueryToken: c.key,
+	})
+	c.key = ""
+	if err != nil {
+		reason := "authentication failed"
+		var ce *CloseError
+		if errors.As(err, &ce) && ce.Reason != "" {
+			reason = ce.Reason
+		}
+		s.log.Debug("comet: connect refused", "remote", c.nc.RemoteAddr().String(), "err", err)
+		return closeErr(CloseCode(err), reason)
+	}
+	if rep == nil || rep.Key == "" {
+		s.log.Error("comet: Logic.Connect returned no key")
+		return closeErr(protocol.CodeInternal, "no session key")
+	}
+	if c.state.Load() != stHandshake {
+		return errClosing
+	}
+	c.userID, c.key = rep.UserID, rep.Key
+	hb := rep.Heartbeat
+	if hb <= 0 {
+		hb = s.cfg.Heartbeat
+	}
+	c.idle = 3 * int64(hb)
+	c.lastHB = time.Now().UnixNano()
+
+	// Hold pushes until Op 8 is queued in front of them.
+	c.mu.Lock()
+	c.accepts = addOps(nil, rep.Accepts)
+	c.flags |= fHold
+	c.mu.Unlock()
+	old, err := s.register(c)
+	if err == nil {
+		c.owned = true
+		if !c.state.CompareAndSwap(stHandshake, stAuthed) {
+			err = errClosing // closed meanwhile; the close callback unregisters
+		}
+	}
+	if err != nil {
+		c.mu.Lock()
+		c.flags &^= fHold
+		c.mu.Unlock()
+		return err
+	}
+	c.counted = true
+	s.authed.Add(1)
+	if old != nil {
+		old.closeWith(protocol.CodeReplaced, "another connection logged in with the same key", nil)
+	}
+	if rep.Room != "" && len(rep.Room) <= maxRoomLen {
+		s.joinRoom(s.ctx, c, rep.Room)
+	}
+	reply := encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: rep.Body})
+	c.mu.Lock()
+	if c.flags&fClosing == 0 {
+		if c.q == nil {
+			c.q = getQueue()
+		}
+		c.q.items = slices.Insert(c.q.items, 0, reply)
+		c.q.bytes += len(reply)
+	}
+	c.flags &^= fHold
+	c.mu.Unlock()
+	c.replyPending = true
+	return nil
+}
+
+func (c *conn) heartbeat(p protocol.Packet) error {
+	var n int32
+	if c.room != nil {
+		n = c.s.roomOnline(c.room)
+	}
+	var body [4]byte
+	body[0], body[1], body[2], body[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: protocol.OpHeartbeatReply, Seq: p.Seq, Body: body[:]}))
+	now := time.Now().UnixNano()
+	if now-c.lastHB < c.idle/3 {
+		return nil
+	}
+	c.lastHB = now
+	c.flushReplies()
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.LogicTimeout)
+	defer cancel()
+	if err := c.s.logic.Heartbeat(ctx, c.s.cfg.Node, c.userID, c.key); err != nil {
+		c.s.log.Debug("comet: Logic.Heartbeat failed", "user", c.userID, "key", c.key, "err", err)
+	}
+	return nil
+}
+
+func (c *conn) changeRoom(p protocol.Packet) error {
+	if len(p.Body) > maxRoomLen {
+		return closeErr(protocol.CodeProtocolError, "room key longer than "+strconv.Itoa(maxRoomLen)+" bytes")
+	}
+	c.flushReplies() // RoomJoined may take a while
+	c.s.joinRoom(c.s.ctx, c, string(p.Body))
+	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: protocol.OpChangeRoomReply, Seq: p.Seq, Body: p.Body}))
+	return nil
+}
+
+func (c *conn) sub(p protocol.Packet) {
+	ops := parseOps(p.Body)
+	c.mu.Lock()
+	if p.Op == protocol.OpSub {
+		c.accepts = addOps(c.accepts, ops)
+	} else {
+		c.accepts = removeOps(c.accepts, ops)
+	}
+	c.mu.Unlock()
+	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: p.Op + 1, Seq: p.Seq, Body: p.Body}))
+}
+
+// Bodies of the replies comet makes when Logic.Receive fails.
+var (
+	bodyInternal    = []byte(`{"code":"internal","message":"internal error"}`)
+	bodyUnavailable = []byte(`{"code":"unavailable","message":"service unavailable, retry later"}`)
+)
+
+// replyOp is the reply op of a request op for the error replies comet
+// makes itself: op+1 for the IM requests that have a reply op, else the
+// same op.
+func replyOp(op int32) int32 {
+	switch op {
+	case protocol.OpSendMsg, protocol.OpSync, protocol.OpAck:
+		return op + 1
+	}
+	return op
+}
+
+func (c *conn) receive(p protocol.Packet) error {
+	c.flushReplies() // do not hold earlier replies behind a logic call
+	s := c.s
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LogicTimeout)
+	rep, err := s.logic.Receive(ctx, &ReceiveRequest{Server: s.cfg.Node, UserID: c.userID, Key: c.key, Packet: p})
+	cancel()
+	if err != nil {
+		var ce *CloseError
+		if errors.As(err, &ce) {
+			return closeErr(ce.Code, ce.Reason)
+		}
+		body := bodyInternal
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			body = bodyUnavailable
+		}
+		s.log.Warn("comet: Logic.Receive failed", "op", p.Op, "user", c.userID, "err", err)
+		c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: replyOp(p.Op), Seq: p.Seq, Body: body}))
+		return nil
+	}
+	if rep != nil {
+		out := *rep
+		out.Ver, out.Seq = p.Ver, p.Seq
+		c.reply(encodePacket(c.tr, out))
+	}
+	return nil
+}
+
+// parseOps parses a comma-separated list of op numbers, skipping what is
+// not a number, at most maxAccepts of them.
+func parseOps(b []byte) []int32 {
+	var ops []int32
+	for f := range strings.SplitSeq(string(b), ",") {
+		v, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			continue
+		}
+		if ops = append(ops, int32(v)); len(ops) == maxAccepts {
+			break
+		}
+	}
+	return ops
+}
+
+// addOps merges ops into the sorted set dst, keeping at most maxAccepts.
+func addOps(dst []int32, ops []int32) []int32 {
+	for _, op := range ops {
+		i, found := slices.BinarySearch(dst, op)
+		if !found && len(dst) < maxAccepts {
+			dst = slices.Insert(dst, i, op)
+		}
+	}
+	return dst
+}
+
+func removeOps(dst []int32, ops []int32) []int32 {
+	for _, op := range ops {
+		if i, found := slices.BinarySearch(dst, op); found {
+			dst = slices.Delete(dst, i, i+1)
+		}
+	}
+	return dst
+}
+
+// ---------------------------------------------------------------- writing
+
+// reply queues a frame produced by the reader; it goes out when the reader
+// is done with its input or is about to wait (flushReplies).
+func (c *conn) reply(b []byte) {
+	c.enqueue(b, 0, false, true)
+}
+
+// push queues a frame from another goroutine and makes sure a writer runs.
+// With filter, a business op reaches the connection only if it accepts it.
+func (c *conn) push(op int32, b []byte, filter bool) {
+	c.enqueue(b, op, filter, false)
+}
+
+func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
+	c.mu.Lock()
+	if c.flags&fClosing != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if filter && op >= protocol.OpBusinessMin {
+		if _, ok := slices.BinarySearch(c.accepts, op); !ok {
+			c.mu.Unlock()
+			return
+		}
+	}
+	q := c.q
+	if q != nil && len(q.items) > 0 && (len(q.items) >= c.s.cfg.OutQueue || q.bytes+len(b) > c.s.cfg.OutQueueBytes) {
+		c.mu.Unlock()
+		metricDropFull.Inc()
+		c.s.dropped.Add(1)
+		c.closeWith(protocol.CodeSlowConsumer, "outbound queue full", nil)
+		return
+	}
+	if q == nil {
+		q = getQueue()
+		c.q = q
+	}
+	q.items = append(q.items, b)
+	q.bytes += len(b)
+	start := !fromReader && c.flags&(fWriting|fHold) == 0
+	if start {
+		c.flags |= fWriting
+	}
+	c.mu.Unlock()
+	if fromReader {
+		c.replyPending = true
+	}
+	if start {
+		gopool.Go(c.writeLoop)
+	}
+}
+
+// flushReplies hands the reader's queued replies to a writer: it writes
+// them in the calling goroutine (one round; more goes to a pooled writer).
+func (c *conn) flushReplies() {
+	if !c.replyPending {
+		return
+	}
+	c.replyPending = false
+	c.mu.Lock()
+	if c.flags&(fWriting|fHold) != 0 || c.q == nil || len(c.q.items) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.flags |= fWriting
+	c.mu.Unlock()
+	c.write(1)
+}
+
+func (c *conn) writeLoop() { c.write(0) }
+
+// write is the connection's only writer (fWriting is set): it takes
+// everything queued, writes it and flushes once, and repeats while there is
+// more (at most rounds times when rounds > 0; then a pooled writer takes
+// over). When the connection is closing and its queue is empty, it closes.
+func (c *conn) write(rounds int) {
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		q := c.q
+		if q == nil || len(q.items) == 0 {
+			closing := c.flags&fClosing != 0
+			c.flags &^= fWriting
+			c.mu.Unlock()
+			if closing {
+				_ = c.nc.Close()
+			}
+			return
+		}
+		if rounds > 0 && round == rounds {
+			c.mu.Unlock()
+			gopool.Go(c.writeLoop)
+			return
+		}
+		c.q = nil
+		c.mu.Unlock()
+		err := c.flush(q.items)
+		putQueue(q)
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+	}
+}
+
+// flushBatch is how many frames go into one netpoll Flush: netpoll's
+// sendmsg takes at most 32 iovecs, and WriteDirect walks the unflushed
+// nodes, so batches stay small.
+const flushBatch = 32
+
+// flush writes items and flushes. Items are appended with WriteDirect:
+// zero-copy nodes pointing at our immutable frames, so the output buffer
+// never mallocs (nor keeps, while idle) a buffer of its own.
+func (c *conn) flush(items [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead {
+		return errClosing
+	}
+	w := c.nc.Writer()
+	n := 0
+	for i, b := range items {
+		if len(b) == 0 {
+			continue
+		}
+		if err := w.WriteDirect(b, 0); err != nil {
+			return err
+		}
+		n += len(b)
+		if (i+1)%flushBatch == 0 && i+1 < len(items) {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	metricBytesOut.Add(float64(n))
+	return nil
+}
+
+func (c *conn) writeFailed(err error) {
+	c.mu.Lock()
+	wasClosing := c.flags&fClosing != 0
+	c.flags |= fClosing
+	c.flags &^= fWriting
+	q := c.q
+	c.q = nil
+	c.mu.Unlock()
+	putQueue(q)
+	if errors.Is(err, netpoll.ErrWriteTimeout) {
+		metricDropWrite.Inc()
+		c.s.dropped.Add(1)
+		if !wasClosing {
+			metricCloses.WithLabelValues(protocol.CodeSlowConsumer).Inc()
+		}
+	}
+	c.setClosing()
+	_ = c.nc.Close()
+}
+
+// ---------------------------------------------------------------- closing
+
+// drainInfo are the extra fields of Op 6 server_draining.
+type drainInfo struct {
+	reconnectAfter time.Duration
+	addrs          []string
+}
+
+type disconnectBody struct {
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+type drainBody struct {
+	Code             string   `json:"code"`
+	Reason           string   `json:"reason"`
+	ReconnectAfterMs int64    `json:"reconnect_after_ms"`
+	Addrs            []string `json:"addrs"`
+}
+
+// disconnectPacket encodes Op 6 for transport tr (a WebSocket close frame
+// follows it).
+func disconnectPacket(tr uint8, code, reason string, d *drainInfo) []byte {
+	var body []byte
+	var err error
+	if d != nil {
+		addrs := d.addrs
+		if addrs == nil {
+			addrs = []string{}
+		}
+		body, err = sonic.Marshal(drainBody{Code: code, Reason: reason, ReconnectAfterMs: d.reconnectAfter.Milliseconds(), Addrs: addrs})
+	} else {
+		body, err = sonic.Marshal(disconnectBody{Code: code, Reason: reason})
+	}
+	if err != nil {
+		body = []byte(`{"code":"` + code + `"}`)
+	}
+	b := encodePacket(tr, protocol.Packet{Ver: protocol.Version, Op: protocol.OpDisconnect, Body: body})
+	if tr == trWS {
+		status := ws.StatusNormalClosure
+		switch code {
+		case protocol.CodeServerDraining:
+			status = ws.StatusGoingAway
+		case protocol.CodePacketTooLarge:
+			status = ws.StatusMessageTooBig
+		case protocol.CodeUnauthorized, protocol.CodeTooManyConns, protocol.CodeSlowConsumer:
+			status = ws.StatusPolicyViolation
+		}
+		b = append(b, wsClose(status)...)
+	}
+	return b
+}
+
+// closeWith closes the connection on purpose: Op 6 {code, reason} (with
+// the drain fields when d is set) goes out after what is queued (instead of
+// it for slow_consumer), then the connection closes. It is safe from any
+// goroutine and does nothing on a closing connection.
+func (c *conn) closeWith(code, reason string, d *drainInfo) {
+	c.mu.Lock()
+	upgraded := c.flags&fUpgraded != 0
+	closing := c.flags&fClosing != 0
+	c.mu.Unlock()
+	if closing {
+		return
+	}
+	var msg []byte
+	if c.tr == trTCP || upgraded {
+		msg = disconnectPacket(c.tr, code, reason, d)
+	}
+	c.closeAfter(msg, code)
+}
+
+// closeAfter marks the connection closing, queues msg (if any) and makes
+// sure a writer runs; the writer closes the connection once the queue is
+// written. code labels the close metric ("" for closes the client asked for).
+func (c *conn) closeAfter(msg []byte, code string) {
+	c.mu.Lock()
+	if c.flags&fClosing != 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.flags |= fClosing
+	if code == protocol.CodeSlowConsumer && c.q != nil {
+		putQueue(c.q)
+		c.q = nil
+	}
+	if msg != nil {
+		if c.q == nil {
+			c.q = getQueue()
+		}
+		c.q.items = append(c.q.items, msg)
+		c.q.bytes += len(msg)
+	}
+	start := c.flags&fWriting == 0
+	if start {
+		c.flags |= fWriting
+	}
+	c.mu.Unlock()
+	c.setClosing()
+	if code != "" {
+		metricCloses.WithLabelValues(code).Inc()
+	}
+	if start {
+		gopool.Go(c.writeLoop)
+	}
+}
+
+// abort closes at once, without Op 6.
+func (c *conn) abort() {
+	c.mu.Lock()
+	c.flags |= fClosing
+	q := c.q
+	c.q = nil
+	c.mu.Unlock()
+	putQueue(q)
+	c.setClosing()
+	_ = c.nc.Close()
+}
+
+// setClosing moves the state to closing and gives the close WriteTimeout
+// (plus a second) to finish before the wheel forces it.
+func (c *conn) setClosing() {
+	for {
+		st := c.state.Load()
+		if st >= stClosing {
+			return
+		}
+		if c.state.CompareAndSwap(st, stClosing) {
+			break
+		}
+	}
+	now := c.s.now()
+	c.since.Store(now)
+	c.s.wheel.add(c, now+int64(c.s.cfg.WriteTimeout)+int64(time.Second))
+}
+
+// onClosed is the netpoll close callback: it runs once, after the reader
+// and before netpoll releases the connection's buffers.
+func (c *conn) onClosed(netpoll.Connection) error {
+	s := c.s
+	c.wmu.Lock()
+	c.dead = true
+	c.wmu.Unlock()
+	c.mu.Lock()
+	c.flags |= fClosing
+	q := c.q
+	c.q = nil
+	c.mu.Unlock()
+	putQueue(q)
+	c.state.Store(stClosed)
+	s.wheel.remove(c)
+	if c.room != nil {
+		s.leaveRoom(c)
+	}
+	if c.counted {
+		s.authed.Add(-1)
+	}
+	// Tell logic unless another connection holds the key now (it replaced
+	// this one and owns the session).
+	if c.owned && s.unregister(c) {
+		s.disconnect(c.userID, c.key)
+	}
+	c.frag = nil
+	s.releaseIP(remoteIP(c.nc))
+	if c.tr == trWS {
+		s.wsLive.Add(-1)
+		metricConnsWS.Dec()
+	} else {
+		s.tcpLive.Add(-1)
+		metricConnsTCP.Dec()
+	}
+	s.live.Add(-1)
+	return nil
+}

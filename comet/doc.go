@@ -1,0 +1,37 @@
+// Package comet is GoIM's connection server. It holds client TCP and
+// WebSocket connections on cloudwego/netpoll, speaks the goim v2 binary
+// protocol (package protocol; WebSocket through gobwas/ws on /sub) and keeps
+// connection state only: who is connected under which routing key, which
+// room each connection is in and which business ops it accepts. Everything
+// else is asked of the logic tier through the Logic interface, and the job
+// tier pushes back through PushKeys, PushRoom and Broadcast (job.Comet).
+//
+// Architecture, per Server:
+//
+//   - One connection state machine (conn.serve) for both transports; a
+//     transport only differs in framing: TCP reads packets straight off the
+//     stream, WebSocket first answers the HTTP upgrade and then reads one
+//     packet per (unmasked) data frame, answering ping and close frames.
+//   - Buckets sharded by hash: a connection lives in the bucket of its
+//     routing key, a room in the bucket of its name (so a room's local online
+//     count and its first join on this comet are decided under one lock).
+//   - One timer wheel per server drives handshake, idle and close timeouts;
+//     there is no timer or goroutine per connection. Activity only stores a
+//     timestamp; the wheel re-files a connection lazily when it comes due.
+//   - Output: a bounded queue per connection, drained by at most one writer
+//     that writes everything queued and flushes once (one writev). The
+//     writer is a pooled goroutine that exists only while there is data;
+//     replies produced while reading are written in the reading goroutine
+//     when it is done. Pushes are encoded once and the immutable bytes are
+//     shared by every connection. A connection whose queue overflows, or
+//     whose write blocks beyond Config.WriteTimeout, is closed as a slow
+//     consumer (Op 6 slow_consumer is attempted first).
+//   - Every close the server chooses is preceded by Op 6 {"code","reason"}
+//     (plus "reconnect_after_ms" and "addrs" when draining); a stream that
+//     cannot be read any more (PackLen < 16, HeaderLen != 16, WebSocket
+//     protocol violations) is closed at once.
+//
+// Importing comet lowers netpoll's initial per-connection buffer sizes
+// (see NetpollBufferSize): netpoll's defaults hold 12 KiB per idle
+// connection, far over the 4 KB budget. Buffers still grow on demand.
+package comet

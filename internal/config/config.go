@@ -1,0 +1,247 @@
+// Package config loads GoIM's configuration: built-in defaults, then a YAML
+// file, then GOIM_* environment variables, then command-line flags (each
+// later source overrides the earlier ones). Every component keeps its own
+// Config struct with documented defaults; this package only assembles them.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/job"
+	"github.com/goimdev/goim/logic"
+)
+
+// Config is the configuration of a GoIM process.
+type Config struct {
+	// DataDir holds the embedded backends' files (SQLite database, JWT
+	// secret, blobs). Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// HTTPAddr is the HTTP API, push API, health and metrics address.
+	// Default ":3111" (goim's logic HTTP port).
+	HTTPAddr string `yaml:"http_addr"`
+	// RPCAddr is the RPC listen address of the distributed mode. Default
+	// ":3119". The one-process server does not listen on it.
+	RPCAddr string `yaml:"rpc_addr"`
+	// JWTSecret signs and verifies tokens (HS256, at least 32 bytes). Empty:
+	// a random secret is created once and kept in DataDir/jwt.secret.
+	JWTSecret string `yaml:"jwt_secret"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout bounds a graceful shutdown (drain included). Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	Comet comet.Config `yaml:"comet"`
+	Logic logic.Config `yaml:"logic"`
+	Job   job.Config   `yaml:"job"`
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        ":3111",
+		RPCAddr:         ":3119",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 30 * time.Second,
+		Comet:           comet.DefaultConfig(),
+		Logic:           logic.DefaultConfig(),
+		Job:             job.DefaultConfig(),
+	}
+}
+
+// setting binds one option to its flag and environment variable.
+type setting struct {
+	name  string // flag name; the env variable is GOIM_ + upper snake case
+	usage string
+	ptr   any // *string, *bool, *int, *time.Duration
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"data-dir", "data directory of the embedded backends", &c.DataDir},
+		{"http-addr", "HTTP API / push API / metrics listen address", &c.HTTPAddr},
+		{"rpc-addr", "RPC listen address (distributed mode)", &c.RPCAddr},
+		{"tcp-addr", "comet TCP listen address (empty disables)", &c.Comet.TCPAddr},
+		{"ws-addr", "comet WebSocket listen address (empty disables)", &c.Comet.WSAddr},
+		{"node", "this node's name", &c.Comet.Node},
+		{"jwt-secret", "JWT HS256 secret (default: generated and kept in the data directory)", &c.JWTSecret},
+		{"admin-key", "bearer key required by the /goim push API (default: loopback clients only)", &c.Logic.AdminKey},
+		{"insecure-mid-auth", "accept goim's token-less {\"mid\":...} auth (benchmarks only; INSECURE)", &c.Logic.InsecureMidAuth},
+		{"log-level", "debug, info, warn or error", &c.LogLevel},
+		{"log-format", "text or json", &c.LogFormat},
+		{"max-body", "client-to-server body limit in bytes", &c.Comet.MaxBody},
+		{"max-conns-per-ip", "connections allowed per client IP (0: unlimited)", &c.Comet.MaxConnsPerIP},
+		{"heartbeat", "heartbeat interval announced to clients", &c.Comet.Heartbeat},
+		{"handshake-timeout", "time allowed between connect and auth", &c.Comet.HandshakeTimeout},
+		{"drain-window", "graceful shutdown: window over which clients are told to reconnect", &c.Comet.DrainWindow},
+		{"shutdown-timeout", "upper bound of a graceful shutdown", &c.ShutdownTimeout},
+	}
+}
+
+// EnvName returns the environment variable of a flag name.
+func EnvName(flagName string) string {
+	return "GOIM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Load builds the configuration of a subcommand from args (flags after the
+// subcommand name) and the environment (getenv, usually os.Getenv). The
+// --config flag or GOIM_CONFIG names a YAML file.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := Default()
+	path := getenv("GOIM_CONFIG")
+	if p, ok := preScan(args, "config"); ok {
+		path = p
+	}
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return c, err
+		}
+	}
+	for _, s := range c.settings() {
+		if v := getenv(EnvName(s.name)); v != "" {
+			if err := set(s.ptr, v); err != nil {
+				return c, fmt.Errorf("%s: %w", EnvName(s.name), err)
+			}
+		}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", path, "YAML configuration file (env GOIM_CONFIG)")
+	for _, s := range c.settings() {
+		usage := s.usage + " (env " + EnvName(s.name) + ")"
+		switch p := s.ptr.(type) {
+		case *string:
+			fs.StringVar(p, s.name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, s.name, *p, usage)
+		case *int:
+			fs.IntVar(p, s.name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, s.name, *p, usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the assembled configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown_timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) loadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(io.LimitReader(f, 1<<20))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// preScan finds -name/--name value or -name=value in args without parsing
+// the rest (the file must be read before flags override it).
+func preScan(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		t := strings.TrimLeft(a, "-")
+		if t == a || len(a)-len(t) > 2 {
+			continue
+		}
+		if v, ok := strings.CutPrefix(t, name+"="); ok {
+			return v, true
+		}
+		if t == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+func set(ptr any, v string) error {
+	switch p := ptr.(type) {
+	case *string:
+		*p = v
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*p = d
+	default:
+		return fmt.Errorf("unsupported setting type %T", ptr)
+	}
+	return nil
+}
+
+// ParseLevel parses a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log_level %q: %w", s, err)
+	}
+	return l, nil
+}
+
+// Logger builds the process logger.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	level, _ := ParseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
