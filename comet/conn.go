@@ -38,6 +38,15 @@ const (
 	fUpgraded                   // WebSocket: the HTTP upgrade is answered
 )
 
+// conn.rf: reader-owned bits.
+const (
+	rfConnected    uint8 = 1 << iota // Logic.Connect succeeded: Disconnect on close (unless replaced)
+	rfRegistered                     // the key is registered in its bucket
+	rfCounted                        // counted in Server.authed
+	rfUpgraded                       // WebSocket: the HTTP upgrade is answered (fUpgraded for other goroutines)
+	rfReplyPending                   // replies queued by the reader, not yet handed to a writer
+)
+
 // refusals decided at accept and applied once the WebSocket upgrade is done.
 const (
 	refuseNone uint8 = iota
@@ -87,14 +96,11 @@ type conn struct {
 	wslot   int32 // guarded by wheel.mu; -1: not filed
 	preAuth int32 // reader-owned: bytes read before authentication
 
-	tr           uint8 // reader-owned from here to replyPending
-	refuse       uint8
-	owned        bool // Logic.Connect succeeded and the key was registered: Disconnect on close
-	counted      bool // counted in Server.authed
-	upgraded     bool // WebSocket: the HTTP upgrade is answered (fUpgraded for other goroutines)
-	replyPending bool // replies queued by the reader, not yet handed to a writer
-	flags        uint8
-	dead         bool // guarded by wmu: the close callback ran, write nothing more
+	tr     uint8 // reader-owned
+	refuse uint8 // reader-owned
+	rf     uint8 // reader-owned bits (rfConnected...)
+	flags  uint8
+	dead   bool // guarded by wmu: the close callback ran, write nothing more
 }
 
 // queue is a connection's pending output: encoded frames, most of them
@@ -171,7 +177,7 @@ func (c *conn) readOne(r streamReader) error {
 		c.gotBytes(n)
 		return c.handle(p)
 	}
-	if !c.upgraded {
+	if c.rf&rfUpgraded == 0 {
 		return c.upgrade(r)
 	}
 	maxPayload := protocol.HeaderLen + cfg.MaxBody
@@ -233,7 +239,7 @@ func (c *conn) upgrade(r streamReader) error {
 		c.closeAfter(resp.Bytes(), protocol.CodeProtocolError)
 		return errClosing
 	}
-	c.upgraded = true
+	c.rf |= rfUpgraded
 	c.mu.Lock()
 	c.flags |= fUpgraded
 	c.mu.Unlock()
@@ -275,9 +281,9 @@ var errPeerClose = errors.New("comet: peer sent close")
 func (c *conn) handleFrame(f wsFrame, maxPayload int) error {
 	switch f.op {
 	case wsOpClose:
-		code := f.payload
-		if len(code) > 2 {
-			code = code[:2]
+		var code []byte // echo the status code, if any
+		if len(f.payload) >= 2 {
+			code = f.payload[:2]
 		}
 		c.closeAfter(wsControl(wsOpClose, code), "")
 		return errPeerClose
@@ -398,10 +404,11 @@ func (c *conn) auth(p protocol.Packet) error {
 		s.log.Error("comet: Logic.Connect returned no key")
 		return closeErr(protocol.CodeInternal, "no session key")
 	}
+	c.userID, c.key = rep.UserID, rep.Key
+	c.rf |= rfConnected // from here on, closing calls Logic.Disconnect
 	if c.state.Load() != stHandshake {
 		return errClosing
 	}
-	c.userID, c.key = rep.UserID, rep.Key
 	hb := rep.Heartbeat
 	if hb <= 0 {
 		hb = s.cfg.Heartbeat
@@ -409,14 +416,19 @@ func (c *conn) auth(p protocol.Packet) error {
 	c.idle = 3 * int64(hb)
 	c.lastHB = time.Now().UnixNano()
 
-	// Hold pushes until Op 8 is queued in front of them.
+	// Hold pushes until Op 8 is queued in front of them (after what was
+	// queued before, e.g. a pipelined WebSocket upgrade's 101).
 	c.mu.Lock()
 	c.accepts = addOps(nil, rep.Accepts)
 	c.flags |= fHold
+	holdAt := 0
+	if c.q != nil {
+		holdAt = len(c.q.items)
+	}
 	c.mu.Unlock()
 	old, err := s.register(c)
 	if err == nil {
-		c.owned = true
+		c.rf |= rfRegistered
 		if !c.state.CompareAndSwap(stHandshake, stAuthed) {
 			err = errClosing // closed meanwhile; the close callback unregisters
 		}
@@ -427,12 +439,17 @@ func (c *conn) auth(p protocol.Packet) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.counted = true
+	c.rf |= rfCounted
 	s.authed.Add(1)
+	// File it by its idle deadline (Logic's heartbeat may be shorter than
+	// the handshake timeout it is filed by).
+	s.wheel.add(c, c.lastRead.Load()+c.idle)
 	if old != nil {
 		old.closeWith(protocol.CodeReplaced, "another connection logged in with the same key", nil)
 	}
-	if rep.Room != "" && len(rep.Room) <= maxRoomLen {
+	if len(rep.Room) > maxRoomLen {
+		s.log.Warn("comet: room from Logic.Connect too long; not joined", "user", c.userID, "len", len(rep.Room))
+	} else if rep.Room != "" {
 		s.joinRoom(s.ctx, c, rep.Room)
 	}
 	reply := encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: rep.Body})
@@ -441,12 +458,12 @@ func (c *conn) auth(p protocol.Packet) error {
 		if c.q == nil {
 			c.q = getQueue()
 		}
-		c.q.items = slices.Insert(c.q.items, 0, reply)
+		c.q.items = slices.Insert(c.q.items, min(holdAt, len(c.q.items)), reply)
 		c.q.bytes += len(reply)
 	}
 	c.flags &^= fHold
 	c.mu.Unlock()
-	c.replyPending = true
+	c.rf |= rfReplyPending
 	return nil
 }
 
@@ -620,7 +637,7 @@ func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
 	}
 	c.mu.Unlock()
 	if fromReader {
-		c.replyPending = true
+		c.rf |= rfReplyPending
 	}
 	if start {
 		gopool.Go(c.writeLoop)
@@ -630,10 +647,10 @@ func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
 // flushReplies hands the reader's queued replies to a writer: it writes
 // them in the calling goroutine (one round; more goes to a pooled writer).
 func (c *conn) flushReplies() {
-	if !c.replyPending {
+	if c.rf&rfReplyPending == 0 {
 		return
 	}
-	c.replyPending = false
+	c.rf &^= rfReplyPending
 	c.mu.Lock()
 	if c.flags&(fWriting|fHold) != 0 || c.q == nil || len(c.q.items) == 0 {
 		c.mu.Unlock()
@@ -653,6 +670,12 @@ func (c *conn) writeLoop() { c.write(0) }
 func (c *conn) write(rounds int) {
 	for round := 0; ; round++ {
 		c.mu.Lock()
+		if c.flags&(fHold|fClosing) == fHold {
+			// Auth is placing Op 8; the reader writes after it.
+			c.flags &^= fWriting
+			c.mu.Unlock()
+			return
+		}
 		q := c.q
 		if q == nil || len(q.items) == 0 {
 			closing := c.flags&fClosing != 0
@@ -679,40 +702,121 @@ func (c *conn) write(rounds int) {
 	}
 }
 
-// flushBatch is how many frames go into one netpoll Flush: netpoll's
-// sendmsg takes at most 32 iovecs, and WriteDirect walks the unflushed
-// nodes, so batches stay small.
-const flushBatch = 32
+// Writer batching. netpoll's sendmsg takes at most 32 iovecs and
+// WriteDirect walks the unflushed nodes, so at most flushBatch nodes go
+// into one Flush. When several frames are queued, the small ones are
+// copied back to back into pooled buffers (one iovec instead of many).
+const (
+	flushBatch   = 32
+	coalesceMax  = 2 << 10
+	writeBufSize = 16 << 10
+)
 
-// flush writes items and flushes. Items are appended with WriteDirect:
-// zero-copy nodes pointing at our immutable frames, so the output buffer
-// never mallocs (nor keeps, while idle) a buffer of its own.
+var writeBufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBufSize)
+	return &b
+}}
+
+// flusher hands frames to a netpoll Writer with WriteDirect: zero-copy
+// nodes pointing at our immutable frames or pooled buffers, so the output
+// buffer never mallocs (nor keeps, while idle) a buffer of its own.
+type flusher struct {
+	w      netpoll.Writer
+	cur    *[]byte // pooled buffer being filled
+	mark   int     // bytes of *cur already handed to w
+	pooled [4]*[]byte
+	npool  int
+	extra  []*[]byte // pooled buffers beyond the 4 in pooled
+	nodes  int
+	n      int
+}
+
+func (f *flusher) direct(b []byte) error {
+	if err := f.w.WriteDirect(b, 0); err != nil {
+		return err
+	}
+	f.n += len(b)
+	if f.nodes++; f.nodes == flushBatch {
+		f.nodes = 0
+		return f.w.Flush()
+	}
+	return nil
+}
+
+// pending hands over the copied bytes not handed over yet.
+func (f *flusher) pending() error {
+	if f.cur == nil || len(*f.cur) == f.mark {
+		return nil
+	}
+	b := (*f.cur)[f.mark:]
+	f.mark = len(*f.cur)
+	return f.direct(b)
+}
+
+func (f *flusher) copy(b []byte) error {
+	if f.cur == nil || cap(*f.cur)-len(*f.cur) < len(b) {
+		if err := f.pending(); err != nil {
+			return err
+		}
+		f.cur = writeBufPool.Get().(*[]byte)
+		*f.cur = (*f.cur)[:0]
+		f.mark = 0
+		if f.npool < len(f.pooled) {
+			f.pooled[f.npool] = f.cur
+			f.npool++
+		} else {
+			f.extra = append(f.extra, f.cur)
+		}
+	}
+	*f.cur = append(*f.cur, b...)
+	return nil
+}
+
+// release returns the pooled buffers; only after a successful Flush, when
+// netpoll no longer needs them.
+func (f *flusher) release() {
+	for _, b := range f.pooled[:f.npool] {
+		writeBufPool.Put(b)
+	}
+	for _, b := range f.extra {
+		writeBufPool.Put(b)
+	}
+}
+
+// flush writes items and flushes (writev). The last item is always handed
+// over as it is, so that what netpoll keeps after the flush (its tail node)
+// is a frame, never a pooled buffer.
 func (c *conn) flush(items [][]byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.dead {
 		return errClosing
 	}
-	w := c.nc.Writer()
-	n := 0
+	f := flusher{w: c.nc.Writer()}
+	last := len(items) - 1
 	for i, b := range items {
-		if len(b) == 0 {
-			continue
-		}
-		if err := w.WriteDirect(b, 0); err != nil {
-			return err
-		}
-		n += len(b)
-		if (i+1)%flushBatch == 0 && i+1 < len(items) {
-			if err := w.Flush(); err != nil {
-				return err
+		var err error
+		switch {
+		case len(b) == 0:
+		case i < last && len(b) <= coalesceMax:
+			err = f.copy(b)
+		default:
+			if err = f.pending(); err == nil {
+				err = f.direct(b)
 			}
 		}
+		if err != nil {
+			return err
+		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := f.pending(); err != nil {
 		return err
 	}
-	metricBytesOut.Add(float64(n))
+	if err := f.w.Flush(); err != nil {
+		return err // netpoll may still hold the pooled buffers: leave them to the GC
+	}
+	f.release()
+	metricBytesOut.Add(float64(f.n))
 	return nil
 }
 
@@ -725,12 +829,12 @@ func (c *conn) writeFailed(err error) {
 	c.q = nil
 	c.mu.Unlock()
 	putQueue(q)
-	if errors.Is(err, netpoll.ErrWriteTimeout) {
+	if errors.Is(err, netpoll.ErrWriteTimeout) && !wasClosing {
+		// Cut as a slow consumer (once: a close already under way, say
+		// for a full queue, was counted then).
 		metricDropWrite.Inc()
 		c.s.dropped.Add(1)
-		if !wasClosing {
-			metricCloses.WithLabelValues(protocol.CodeSlowConsumer).Inc()
-		}
+		metricCloses.WithLabelValues(protocol.CodeSlowConsumer).Inc()
 	}
 	c.setClosing()
 	_ = c.nc.Close()
@@ -890,12 +994,14 @@ func (c *conn) onClosed(netpoll.Connection) error {
 	if c.room != nil {
 		s.leaveRoom(c)
 	}
-	if c.counted {
+	if c.rf&rfCounted != 0 {
 		s.authed.Add(-1)
 	}
-	// Tell logic unless another connection holds the key now (it replaced
-	// this one and owns the session).
-	if c.owned && s.unregister(c) {
+	// Tell logic, unless another connection of the user holds the key now
+	// (it replaced this one and owns the session). A connection refused
+	// because another user holds its key is told too: its session is its
+	// user's, not the holder's.
+	if c.rf&rfConnected != 0 && (c.rf&rfRegistered == 0 || s.unregister(c)) {
 		s.disconnect(c.userID, c.key)
 	}
 	c.frag = nil

@@ -31,7 +31,28 @@
 //     cannot be read any more (PackLen < 16, HeaderLen != 16, WebSocket
 //     protocol violations) is closed at once.
 //
+// Protocol decisions (PROTOCOL.md leaves them to the server):
+//
+//   - Replies echo the request's Ver and Seq, whatever Logic.Receive set.
+//   - When Logic.Receive fails, the client gets the reply op of its request
+//     (5, 19, 21 for ops 4, 18, 20; the same op otherwise) with the body
+//     {"code":"internal",...}, or {"code":"unavailable",...} when the call
+//     timed out; the connection stays. A *CloseError from Receive closes the
+//     connection with its code (e.g. logic kicking a device).
+//   - Op 3 carries the room's online count over all comets from the last
+//     RenewOnline, or the local count if that is larger (or unknown).
+//   - An Op 12 room key longer than 256 bytes, a WebSocket frame holding a
+//     partial packet, and several packets per frame are handled as: protocol
+//     error (Op 6 protocol_error), unreadable (close), accepted.
+//   - A connection replaced by a newer one with the same key (Op 6
+//     replaced) does not call Logic.Disconnect: the key's session is the new
+//     connection's. Neither does a newcomer refused with "key in use".
+//   - OutQueue counts frames queued but not yet handed to the socket; the
+//     batch being written is not counted.
+//
 // Importing comet lowers netpoll's initial per-connection buffer sizes
 // (see NetpollBufferSize): netpoll's defaults hold 12 KiB per idle
-// connection, far over the 4 KB budget. Buffers still grow on demand.
+// connection, far over the 4 KB budget. Buffers still grow on demand. The
+// writer hands frames to netpoll zero-copy (WriteDirect), so no output
+// buffer is kept either. Measure with comet/internal/memprobe.
 package comet

@@ -131,8 +131,8 @@ func (s *Server) now() int64 { return s.clock.Load() }
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started {
-		return errors.New("comet: already started")
+	if s.started || s.stopping {
+		return errors.New("comet: already started or shut down")
 	}
 	type bound struct {
 		ln netpoll.Listener

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -467,5 +469,96 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second shutdown: %v", err)
+	}
+}
+
+func TestDrainingRefusesNewcomers(t *testing.T) {
+	s := startServer(t, testConfig(), &fakeLogic{})
+	s.draining.Store(true) // as Shutdown does first
+	for _, tr := range transports {
+		c := dial(t, s, tr)
+		d := c.expectDisconnect(protocol.CodeServerDraining)
+		if d.ReconnectAfterMs == nil || len(d.Addrs) != 1 {
+			t.Fatalf("%s: op 6 %+v", tr, d)
+		}
+	}
+	s.draining.Store(false)
+	checkServes(t, s)
+}
+
+// TestAuthReplyFirst: a push that reaches the connection while its auth is
+// still running (here: RoomJoined blocks) is written after Op 8.
+func TestAuthReplyFirst(t *testing.T) {
+	logic := &fakeLogic{joinGate: make(chan struct{})}
+	s := startServer(t, testConfig(), logic)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			key := "first-" + tr
+			c := dial(t, s, tr)
+			body, _ := json.Marshal(authBody{Token: "uid:1", Key: key, Room: "live://first-" + tr})
+			c.send(protocol.OpAuth, body)
+			waitFor(t, "registered", func() bool {
+				b := s.bucket(key)
+				b.mu.RLock()
+				defer b.mu.RUnlock()
+				return b.chs[key] != nil
+			})
+			if err := s.PushKeys(context.Background(), []string{key}, protocol.Packet{Ver: 1, Op: protocol.OpEvent, Body: []byte("early")}); err != nil {
+				t.Fatal(err)
+			}
+			logic.joinGate <- struct{}{}
+			c.expect(protocol.OpAuthReply)
+			if p := c.expect(protocol.OpEvent); string(p.Body) != "early" {
+				t.Fatalf("push body %q", p.Body)
+			}
+		})
+	}
+}
+
+func TestLogicHeartbeatOverride(t *testing.T) {
+	cfg := testConfig()
+	cfg.Heartbeat = time.Minute
+	s := startServer(t, cfg, &fakeLogic{heartbeat: 50 * time.Millisecond})
+	c := dialTCP(t, s)
+	c.auth("uid:1", "", "")
+	c.expectDisconnect(protocol.CodeIdleTimeout)
+}
+
+// TestWSPipelinedUpgrade: upgrade request, auth and heartbeat in one write
+// are answered in order (101 first).
+func TestWSPipelinedUpgrade(t *testing.T) {
+	s := startServer(t, testConfig(), &fakeLogic{})
+	conn, err := net.Dial("tcp", s.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &client{t: t, c: conn, br: newReader(conn), ws: true}
+	auth, _ := json.Marshal(authBody{Token: "uid:1"})
+	req := "GET /sub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	b := []byte(req)
+	b = append(b, c.packetBytes(protocol.Packet{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: auth})...)
+	b = append(b, c.packetBytes(protocol.Packet{Ver: 1, Op: protocol.OpHeartbeat, Seq: 2})...)
+	c.write(b)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := c.br.ReadString('\n')
+	if err != nil || !strings.Contains(line, " 101 ") {
+		t.Fatalf("status line %q: %v", line, err)
+	}
+	for {
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	if p := c.expect(protocol.OpAuthReply); p.Seq != 1 {
+		t.Fatalf("auth seq %d", p.Seq)
+	}
+	if p := c.expect(protocol.OpHeartbeatReply); p.Seq != 2 {
+		t.Fatalf("heartbeat seq %d", p.Seq)
 	}
 }

@@ -48,7 +48,7 @@ type Job struct {
 }
 
 // New validates cfg and deps and returns a job that is not consuming yet.
-// log may be nil (slog.Default()).
+// log may be nil (slog.Default()); the caller adds any component attribute.
 func New(cfg Config, deps Deps, log *slog.Logger) (*Job, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -60,7 +60,6 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Job, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("component", "job")
 	pushCtx, cancel := context.WithCancel(context.Background())
 	j := &Job{
 		cfg:    cfg,

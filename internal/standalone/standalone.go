@@ -80,7 +80,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	sessions := session.NewMemory(session.MemoryConfig{})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
 
+	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
+	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
 	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus}, log.With("component", "logic")); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ import (
 func main() {
 	n := flag.Int("n", 10000, "connections")
 	ws := flag.Bool("ws", false, "use WebSocket")
+	flag.IntVar(&heartbeats, "heartbeats", 0, "heartbeats each client sends (and waits for) after auth, before idling")
 	client := flag.String("client", "", "internal: run as the client process against this address")
 	flag.StringVar(&memProfile, "memprofile", "", "write a heap profile of the server with the connections open")
 	flag.Parse()
@@ -91,7 +92,10 @@ func settle() int64 {
 	return rssKB()
 }
 
-var memProfile string
+var (
+	memProfile string
+	heartbeats int
+)
 
 func runServer(n int, ws bool) {
 	cfg := comet.DefaultConfig()
@@ -127,8 +131,9 @@ func runServer(n int, ws bool) {
 
 	before := settle()
 	g0 := runtime.NumGoroutine()
-	cmd := exec.Command(os.Args[0], "-client", addr.String(), "-n", strconv.Itoa(n), "-ws="+strconv.FormatBool(ws))
+	cmd := exec.Command(os.Args[0], "-client", addr.String(), "-n", strconv.Itoa(n), "-ws="+strconv.FormatBool(ws), "-heartbeats", strconv.Itoa(heartbeats))
 	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -136,6 +141,10 @@ func runServer(n int, ws bool) {
 	}
 	waitConns(s, n)
 	elapsed := time.Since(start)
+	// The client tells (one line on stdout) when its heartbeats are done.
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		log.Fatal(err)
+	}
 	time.Sleep(2 * time.Second) // idle
 	after := settle()
 	var ms runtime.MemStats
@@ -151,7 +160,7 @@ func runServer(n int, ws bool) {
 		f.Close()
 	}
 	st := s.Stats()
-	fmt.Printf("transport=%s conns=%d rooms=%d connect+auth=%v\n", map[bool]string{false: "tcp", true: "ws"}[ws], st.Conns, st.Rooms, elapsed.Round(time.Millisecond))
+	fmt.Printf("transport=%s conns=%d rooms=%d heartbeats/conn=%d connect+auth=%v\n", map[bool]string{false: "tcp", true: "ws"}[ws], st.Conns, st.Rooms, heartbeats, elapsed.Round(time.Millisecond))
 	fmt.Printf("VmRSS before=%d KiB after=%d KiB  => %.0f bytes per idle authenticated connection\n",
 		before, after, float64(after-before)*1024/float64(n))
 	fmt.Printf("goroutines before=%d after=%d; heap in use %d KiB (%.0f B/conn incl. baseline)\n",
@@ -177,6 +186,7 @@ func waitConns(s *comet.Server, n int) {
 
 func runClient(addr string, n int, ws bool) {
 	conns := make([]net.Conn, 0, n)
+	brs := make([]*bufio.Reader, 0, n)
 	for i := range n {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -193,9 +203,23 @@ func runClient(addr string, n int, ws bool) {
 		if _, err := c.Write(auth); err != nil {
 			log.Fatal(err)
 		}
-		readReply(br, ws)
+		readReply(br, ws, protocol.OpAuthReply)
 		conns = append(conns, c)
+		brs = append(brs, br)
 	}
+	hb := protocol.Encode(protocol.Packet{Ver: 1, Op: protocol.OpHeartbeat, Seq: 2})
+	if ws {
+		hb = frame(hb)
+	}
+	for range heartbeats {
+		for i, c := range conns {
+			if _, err := c.Write(hb); err != nil {
+				log.Fatal(err)
+			}
+			readReply(brs[i], ws, protocol.OpHeartbeatReply)
+		}
+	}
+	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin) // idle until the server is done
 	for _, c := range conns {
 		c.Close()
@@ -231,7 +255,7 @@ func frame(p []byte) []byte {
 	return b
 }
 
-func readReply(br *bufio.Reader, ws bool) {
+func readReply(br *bufio.Reader, ws bool, want int32) {
 	if ws {
 		var h [2]byte
 		if _, err := io.ReadFull(br, h[:]); err != nil {
@@ -245,7 +269,7 @@ func readReply(br *bufio.Reader, ws bool) {
 	if _, err := io.ReadFull(br, h[:]); err != nil {
 		log.Fatal(err)
 	}
-	if op := int32(binary.BigEndian.Uint32(h[8:12])); op != protocol.OpAuthReply {
+	if op := int32(binary.BigEndian.Uint32(h[8:12])); op != want {
 		log.Fatalf("op %d", op)
 	}
 	if _, err := br.Discard(int(binary.BigEndian.Uint32(h[0:4])) - 16); err != nil {
