@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -35,6 +36,8 @@ type Store struct {
 	// Prepared hot-path statements (parsing SQL costs more than running a
 	// primary key lookup); database/sql prepares them once per connection.
 	userByID, userByName *sql.Stmt
+	// The send path's relation checks.
+	friend, isBlocked, member *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -71,7 +74,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	// Create the file and switch it to WAL before any reader opens it.
-	if err := w.PingContext(ctx); err != nil {
+	if err := pingWriter(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -101,6 +104,30 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// pingWriter opens the writer connection. Switching a new file to WAL
+// while another process does the same (or migrates it) can fail with
+// SQLITE_BUSY without waiting on the busy timeout (SQLite refuses to wait
+// when waiting could deadlock), so the first connection is retried for as
+// long as the busy timeout.
+func pingWriter(ctx context.Context, w *sql.DB) error {
+	deadline := time.Now().Add(busyTimeoutMS * time.Millisecond)
+	backoff := time.Millisecond
+	for {
+		err := w.PingContext(ctx)
+		if err == nil || sqliteCode(err)&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
 func cloneValues(v url.Values) url.Values {
 	c := make(url.Values, len(v))
 	for k, vs := range v {
@@ -120,12 +147,22 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) prepare(ctx context.Context) (err error) {
-	if s.userByID, err = s.r.PrepareContext(ctx, "SELECT "+userCols+" FROM users WHERE id = ?"); err != nil {
-		return fmt.Errorf("sqlite: prepare: %w", err)
-	}
-	if s.userByName, err = s.r.PrepareContext(ctx, "SELECT "+userCols+" FROM users WHERE username = ?"); err != nil {
-		return fmt.Errorf("sqlite: prepare: %w", err)
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&s.userByID, "SELECT " + userCols + " FROM users WHERE id = ?"},
+		{&s.userByName, "SELECT " + userCols + " FROM users WHERE username = ?"},
+		{&s.friend, "SELECT " + friendCols + " FROM friendships WHERE user_id = ? AND friend_id = ? AND status = 0"},
+		{&s.isBlocked, "SELECT 1 FROM blocks WHERE user_id = ? AND blocked_id = ?"},
+		{&s.member, "SELECT " + memberCols + " FROM group_members WHERE group_id = ? AND user_id = ? AND status = 0"},
+	} {
+		st, err := s.r.PrepareContext(ctx, p.q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		*p.st = st
 	}
 	return nil
 }
@@ -133,7 +170,7 @@ func (s *Store) prepare(ctx context.Context) (err error) {
 // Close closes the database.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.userByID, s.userByName} {
+	for _, st := range []*sql.Stmt{s.userByID, s.userByName, s.friend, s.isBlocked, s.member} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
