@@ -217,6 +217,9 @@ func profileOf(u *store.User) profileResp {
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) error {
+	if err := authorize(ActProfileRead, RelUser, RelSelf); err != nil {
+		return err
+	}
 	u, err := s.store.UserByID(r.Context(), claimsFrom(r.Context()).UserID)
 	if errors.Is(err, store.ErrNotFound) {
 		return errUnauthorized // the token's user no longer exists
@@ -231,6 +234,13 @@ func (s *Service) handleUser(w http.ResponseWriter, r *http.Request) error {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		return errBadRequest("user id must be a positive integer")
+	}
+	rel := RelOther
+	if id == me(r) {
+		rel = RelSelf
+	}
+	if err := authorize(ActProfileRead, RelUser, rel); err != nil {
+		return err
 	}
 	u, err := s.store.UserByID(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {

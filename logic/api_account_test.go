@@ -279,7 +279,7 @@ func TestUnmatchedRoutes(t *testing.T) {
 		code, allow  string
 	}{
 		{"GET", "/api/v1/auth/login", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
-		{"DELETE", "/api/v1/users/me", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD"},
+		{"DELETE", "/api/v1/users/me", http.StatusMethodNotAllowed, "method_not_allowed", "GET, HEAD, PATCH"},
 		{"GET", "/goim/push/keys", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
 		{"GET", "/api/v1/nothing", http.StatusNotFound, "not_found", ""},
 		{"GET", "/", http.StatusNotFound, "not_found", ""},

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/goimdev/goim/internal/auth"
@@ -38,6 +39,18 @@ type Config struct {
 	// Password sets the argon2id parameters of new password hashes (zero
 	// fields: auth.DefaultPasswordParams).
 	Password auth.PasswordParams `yaml:"password"`
+	// DefaultMaxMembers is the max_members of a group created without one.
+	// Default 500.
+	DefaultMaxMembers int `yaml:"default_max_members"`
+	// MaxMembersCeiling is the largest max_members a group may have (set at
+	// creation or by its owner). Default 2000; at least DefaultMaxMembers.
+	MaxMembersCeiling int `yaml:"max_members_ceiling"`
+	// FriendRequestLimit is how many friend requests one user may send per
+	// FriendRequestWindow (per logic process); more get 429 rate_limited.
+	// Default 30; negative disables the limit.
+	FriendRequestLimit int `yaml:"friend_request_limit"`
+	// FriendRequestWindow is the window of FriendRequestLimit. Default 1h.
+	FriendRequestWindow time.Duration `yaml:"friend_request_window"`
 }
 
 // DefaultConfig returns the default configuration.
@@ -50,6 +63,11 @@ func DefaultConfig() Config {
 		MaxPushTargets:    10000,
 		MaxAccepts:        256,
 		Password:          auth.DefaultPasswordParams(),
+
+		DefaultMaxMembers:   500,
+		MaxMembersCeiling:   2000,
+		FriendRequestLimit:  30,
+		FriendRequestWindow: time.Hour,
 	}
 }
 
@@ -73,6 +91,18 @@ func (c Config) withDefaults() Config {
 	if c.MaxAccepts <= 0 {
 		c.MaxAccepts = d.MaxAccepts
 	}
+	if c.DefaultMaxMembers <= 0 {
+		c.DefaultMaxMembers = d.DefaultMaxMembers
+	}
+	if c.MaxMembersCeiling <= 0 {
+		c.MaxMembersCeiling = max(d.MaxMembersCeiling, c.DefaultMaxMembers)
+	}
+	if c.FriendRequestLimit == 0 {
+		c.FriendRequestLimit = d.FriendRequestLimit
+	}
+	if c.FriendRequestWindow <= 0 {
+		c.FriendRequestWindow = d.FriendRequestWindow
+	}
 	return c
 }
 
@@ -82,6 +112,12 @@ func (c Config) validate() error {
 	}
 	if c.TokenTTL < time.Minute {
 		return errors.New("logic: token_ttl below 1m")
+	}
+	if c.MaxMembersCeiling < c.DefaultMaxMembers {
+		return errors.New("logic: max_members_ceiling below default_max_members")
+	}
+	if c.MaxMembersCeiling > maxMembersLimit {
+		return fmt.Errorf("logic: max_members_ceiling above %d", maxMembersLimit)
 	}
 	return nil
 }

@@ -1,8 +1,9 @@
 // Package logic is GoIM's logic service: accounts and JWT authentication,
 // connection authentication and session routing for the comets (it
-// implements comet.Logic), the HTTP JSON API for apps, and the
-// goim-compatible push API for business services, which publishes
-// pushmsg.Msg values on the bus for job to deliver.
+// implements comet.Logic), the HTTP JSON API for apps (accounts, profiles,
+// friends, block list, groups), and the goim-compatible push API for
+// business services, which publishes pushmsg.Msg values on the bus for job
+// to deliver.
 //
 // The one-process server calls a *Service directly; the distributed mode
 // wraps the same Service in a Kitex server.
@@ -24,6 +25,19 @@
 // key, they serve only requests whose remote address is loopback
 // (127.0.0.0/8, ::1) and answer 403 forbidden to others. Behind a reverse
 // proxy on the same host every request looks local: set an AdminKey there.
+//
+// # Relations
+//
+// Who may do what with friends, blocks and groups is one table,
+// permissionRules in permissions.go, enforced by the single function
+// authorize and rendered into docs/permissions.md (tests keep the file, the
+// table and the HTTP behaviour equal, row by row). After every committed
+// change the handler tells the RelationCache of Deps (if any) what is stale
+// and publishes Op 22 events (friend_request, friend_added, friend_removed,
+// group_changed; docs/protocol.md "Events") to every online device of the
+// users concerned: their sessions are resolved in the registry and one Keys
+// push per comet is published on the bus. Cache and event failures are
+// logged and counted; the change stands.
 //
 // # Bus keys
 //

@@ -20,6 +20,7 @@ import (
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/pushmsg"
 	"github.com/goimdev/goim/internal/session"
+	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/internal/store/sqlite"
 )
 
@@ -170,16 +171,30 @@ type env struct {
 	reg    *testRegistry
 	bus    *recBus
 	issuer *auth.Issuer
+	st     store.Store
+	cache  *recCache
 }
 
 func newEnv(t testing.TB, mut ...func(*Config)) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "goim.db"))
+	return newEnvStore(t, openSQLite(t), nil, mut...)
+}
+
+// openSQLite opens a fresh SQLite store in a temporary directory.
+func openSQLite(t testing.TB) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "goim.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newEnvStore starts a service on st with the memory bus and registry and
+// cache (nil: a recording fake, e.cache), behind an httptest server.
+func newEnvStore(t testing.TB, st store.Store, cache RelationCache, mut ...func(*Config)) *env {
+	t.Helper()
 	iss, err := auth.NewIssuer(testSecret, testIssuerName)
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +203,10 @@ func newEnv(t testing.TB, mut ...func(*Config)) *env {
 	t.Cleanup(func() { mb.Close() })
 	rb := &recBus{Memory: mb}
 	reg := newTestRegistry()
+	rc := &recCache{}
+	if cache == nil {
+		cache = rc
+	}
 	cfg := DefaultConfig()
 	cfg.Password = auth.TestPasswordParams()
 	for _, m := range mut {
@@ -197,13 +216,13 @@ func newEnv(t testing.TB, mut ...func(*Config)) *env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	svc, err := New(cfg, Deps{Store: st, Issuer: iss, Sessions: reg, Bus: rb}, log)
+	svc, err := New(cfg, Deps{Store: st, Issuer: iss, Sessions: reg, Bus: rb, Cache: cache}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
-	return &env{svc: svc, srv: srv, reg: reg, bus: rb, issuer: iss}
+	return &env{svc: svc, srv: srv, reg: reg, bus: rb, issuer: iss, st: st, cache: rc}
 }
 
 type testWriter struct{ t testing.TB }

@@ -18,6 +18,26 @@ var (
 		Name: "goim_logic_pushes_total",
 		Help: "Push API requests published on the bus, by type (keys, mids, room, all).",
 	}, []string{"type"})
+	events = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "goim_logic_events_total",
+		Help: "Op 22 relation events published on the bus, by event type.",
+	}, []string{"type"})
+	eventErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_logic_event_errors_total",
+		Help: "Op 22 relation events not published (session lookup or bus failure); the change itself was made.",
+	})
+	cacheInvalidateErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_logic_cache_invalidate_errors_total",
+		Help: "Relation cache invalidations that failed after a change.",
+	})
+	relationChanges = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "goim_logic_relation_changes_total",
+		Help: "Committed relation changes by action (friend.request, group.kick, ...).",
+	}, []string{"action"})
+	permissionDenials = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "goim_logic_permission_denials_total",
+		Help: "Relation actions refused by the permission table, by action and code.",
+	}, []string{"action", "code"})
 )
 
 // Connect results.

@@ -14,12 +14,15 @@ import (
 	"github.com/goimdev/goim/internal/store"
 )
 
-// Deps are the backends the service uses; all are required.
+// Deps are the backends the service uses; all are required except Cache.
 type Deps struct {
 	Store    store.Store
 	Issuer   *auth.Issuer
 	Sessions session.Registry
 	Bus      bus.Bus
+	// Cache, when set, is told about every relation change the service
+	// makes (see RelationCache). Nil: no cache to invalidate.
+	Cache RelationCache
 }
 
 // Service is the logic service. It starts no goroutines and owns none of
@@ -30,6 +33,9 @@ type Service struct {
 	issuer   *auth.Issuer
 	sessions session.Registry
 	bus      bus.Bus
+	rel      relStore      // the store's relation side (deps.Store)
+	cache    RelationCache // never nil (noCache when Deps.Cache is nil)
+	limiter  *windowLimiter
 	log      *slog.Logger
 	hasher   *auth.PasswordHasher
 	now      func() time.Time
@@ -61,9 +67,17 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		issuer:   deps.Issuer,
 		sessions: deps.Sessions,
 		bus:      deps.Bus,
+		rel:      deps.Store,
+		cache:    deps.Cache,
 		log:      log.With("component", "logic", "node", cfg.Node),
 		hasher:   hasher,
 		now:      time.Now,
+	}
+	if s.cache == nil {
+		s.cache = noCache{}
+	}
+	if cfg.FriendRequestLimit > 0 {
+		s.limiter = newWindowLimiter(cfg.FriendRequestLimit, cfg.FriendRequestWindow)
 	}
 	s.ops = s.opHandlers()
 	s.handler = s.routes()

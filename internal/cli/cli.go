@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"standalone": {"run comet, logic and job in one process on the embedded backends", runStandalone},
 	"token":      {"print a JWT for a user: goim token --user ID [--ttl 1h]", runToken},
 	"version":    {"print the version", runVersion},
+	"migrate":    {"apply the store's schema migrations (sqlite or mysql) and exit", runMigrate},
 	"users":      {"manage accounts in the embedded store: goim users seed --count N", runUsers},
 	"comet":      {"run a comet node (distributed mode; not yet available)", notYet("comet")},
 	"logic":      {"run a logic node (distributed mode; not yet available)", notYet("logic")},

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/bytedance/sonic"
 
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/config"
 	"github.com/goimdev/goim/internal/store"
-	"github.com/goimdev/goim/internal/store/sqlite"
 )
 
 // runUsers manages accounts in the embedded store directly (no server
@@ -45,10 +42,7 @@ func runUsers(ctx context.Context, env Env, args []string) error {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "goim.db"))
+	st, err := cfg.OpenStore(ctx)
 	if err != nil {
 		return err
 	}

@@ -5,12 +5,14 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/internal/store"
+	"github.com/goimdev/goim/internal/store/mysql"
+	"github.com/goimdev/goim/internal/store/sqlite"
 	"github.com/goimdev/goim/job"
 	"github.com/goimdev/goim/logic"
 )
@@ -43,9 +48,22 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown (drain included). Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
+	// Store selects the store of record.
+	Store StoreConfig `yaml:"store"`
+
 	Comet comet.Config `yaml:"comet"`
 	Logic logic.Config `yaml:"logic"`
 	Job   job.Config   `yaml:"job"`
+}
+
+// StoreConfig selects the store of record.
+type StoreConfig struct {
+	// Driver is "sqlite" (default: DataDir/goim.db, nothing to install) or
+	// "mysql".
+	Driver string `yaml:"driver"`
+	// MySQL configures the mysql driver; its DSN is required then, e.g.
+	// "goim:secret@tcp(127.0.0.1:3306)/goim".
+	MySQL mysql.Config `yaml:"mysql"`
 }
 
 // Default returns the built-in defaults.
@@ -57,6 +75,7 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
+		Store:           StoreConfig{Driver: "sqlite", MySQL: mysql.DefaultConfig()},
 		Comet:           comet.DefaultConfig(),
 		Logic:           logic.DefaultConfig(),
 		Job:             job.DefaultConfig(),
@@ -81,6 +100,8 @@ func (c *Config) settings() []setting {
 		{"jwt-secret", "JWT HS256 secret (default: generated and kept in the data directory)", &c.JWTSecret},
 		{"admin-key", "bearer key required by the /goim push API (default: loopback clients only)", &c.Logic.AdminKey},
 		{"insecure-mid-auth", "accept goim's token-less {\"mid\":...} auth (benchmarks only; INSECURE)", &c.Logic.InsecureMidAuth},
+		{"store", "store of record: sqlite or mysql", &c.Store.Driver},
+		{"mysql-dsn", "MySQL DSN when --store=mysql, e.g. user:pass@tcp(127.0.0.1:3306)/goim", &c.Store.MySQL.DSN},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "text or json", &c.LogFormat},
 		{"max-body", "client-to-server body limit in bytes", &c.Comet.MaxBody},
@@ -158,6 +179,15 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
 	}
+	switch c.Store.Driver {
+	case "sqlite":
+	case "mysql":
+		if c.Store.MySQL.DSN == "" {
+			errs = append(errs, errors.New("store.mysql.dsn is required with store driver mysql"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store.driver %q: want sqlite or mysql", c.Store.Driver))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout must be positive"))
 	}
@@ -225,6 +255,17 @@ func set(ptr any, v string) error {
 		return fmt.Errorf("unsupported setting type %T", ptr)
 	}
 	return nil
+}
+
+// OpenStore opens (and migrates) the configured store of record.
+func (c *Config) OpenStore(ctx context.Context) (store.Store, error) {
+	if c.Store.Driver == "mysql" {
+		return mysql.OpenConfig(ctx, c.Store.MySQL)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Open(ctx, filepath.Join(c.DataDir, "goim.db"))
 }
 
 // ParseLevel parses a log level name.

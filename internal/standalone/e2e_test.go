@@ -20,7 +20,10 @@ import (
 // register, log in, connect, authenticate, heartbeat, join a room and
 // receive room, mid, key and broadcast pushes, with accepts filtering.
 func TestEndToEnd(t *testing.T) {
-	s := startServer(t)
+	forEachStore(t, testEndToEnd)
+}
+
+func testEndToEnd(t *testing.T, s *Server) {
 	for i, transport := range []string{"tcp", "ws"} {
 		t.Run(transport, func(t *testing.T) {
 			ctx := testCtx(t)

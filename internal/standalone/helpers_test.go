@@ -10,6 +10,7 @@ import (
 
 	"github.com/goimdev/goim/client"
 	"github.com/goimdev/goim/internal/config"
+	"github.com/goimdev/goim/internal/testenv"
 	"github.com/goimdev/goim/protocol"
 )
 
@@ -154,3 +155,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 var _ = fmt.Sprintf
+
+// forEachStore runs fn against a server on each store of record: SQLite
+// always, MySQL (a fresh database) when GOIM_TEST_MYSQL_DSN is set.
+func forEachStore(t *testing.T, fn func(t *testing.T, s *Server)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, startServer(t)) })
+	t.Run("mysql", func(t *testing.T) {
+		dsn := testenv.MySQLDSN(t, "goim_e2e")
+		fn(t, startServer(t, func(c *config.Config) {
+			c.Store.Driver = "mysql"
+			c.Store.MySQL.DSN = dsn
+		}))
+	})
+}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +23,7 @@ import (
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/config"
 	"github.com/goimdev/goim/internal/session"
-	"github.com/goimdev/goim/internal/store/sqlite"
+	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/job"
 	"github.com/goimdev/goim/logic"
 )
@@ -33,7 +32,7 @@ import (
 type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
-	store  *sqlite.Store
+	store  store.Store
 	issuer *auth.Issuer
 	bus    bus.Bus
 	logic  *logic.Service
@@ -74,8 +73,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	if s.issuer, err = auth.NewIssuer(secret, "goim"); err != nil {
 		return nil, err
 	}
-	if s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "goim.db")); err != nil {
-		return nil, err
+	if s.store, err = cfg.OpenStore(ctx); err != nil {
+		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Driver, err)
 	}
 	sessions := session.NewMemory(session.MemoryConfig{})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})

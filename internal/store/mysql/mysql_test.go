@@ -2,12 +2,9 @@ package mysql
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +15,7 @@ import (
 	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/internal/store/migrate"
 	"github.com/goimdev/goim/internal/store/storetest"
+	"github.com/goimdev/goim/internal/testenv"
 )
 
 const dsnEnv = "GOIM_TEST_MYSQL_DSN"
@@ -25,53 +23,10 @@ const dsnEnv = "GOIM_TEST_MYSQL_DSN"
 // testDSN returns the DSN of a new empty database, dropped when the test
 // ends, on the server GOIM_TEST_MYSQL_DSN points at; it skips the test
 // when the variable is unset.
-func testDSN(t testing.TB) string {
-	t.Helper()
-	dsn := serverDSN(t)
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatalf("%s: %v", dsnEnv, err)
-	}
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "goim_test_" + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		t.Fatalf("create database on %s: %v", cfg.Addr, err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", cfg.FormatDSN())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	return cfg.FormatDSN()
-}
+func testDSN(t testing.TB) string { return testenv.MySQLDSN(t, "goim_test") }
 
 // serverDSN returns GOIM_TEST_MYSQL_DSN, or skips the test saying why.
-func serverDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skip(dsnEnv + " not set: MySQL suite skipped (apt-get install -y mariadb-server, then " +
-			dsnEnv + "='root@tcp(127.0.0.1:3306)/test')")
-	}
-	return dsn
-}
+func serverDSN(t testing.TB) string { return testenv.MySQLServerDSN(t) }
 
 func openTest(t testing.TB, dsn string) *Store {
 	t.Helper()
