@@ -19,7 +19,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/internal/store/mysql"
 	"github.com/goimdev/goim/internal/store/sqlite"
@@ -50,10 +53,26 @@ type Config struct {
 
 	// Store selects the store of record.
 	Store StoreConfig `yaml:"store"`
+	// Cache selects the relation cache of the send path.
+	Cache CacheConfig `yaml:"cache"`
 
 	Comet comet.Config `yaml:"comet"`
 	Logic logic.Config `yaml:"logic"`
 	Job   job.Config   `yaml:"job"`
+}
+
+// CacheConfig selects the relation cache (is friend, is blocked,
+// membership) that the send path reads.
+type CacheConfig struct {
+	// Driver is "memory" (default: in-process, correct while one logic
+	// process changes relations) or "redis" (shared by every logic process).
+	Driver string `yaml:"driver"`
+	// RedisAddr is the Redis address with driver redis, e.g. "127.0.0.1:6379".
+	RedisAddr string `yaml:"redis_addr"`
+	// Relations tunes TTLs; Memory and Redis tune the backends.
+	Relations relcache.Config       `yaml:"relations"`
+	Memory    relcache.MemoryConfig `yaml:"memory"`
+	Redis     relcache.RedisConfig  `yaml:"redis"`
 }
 
 // StoreConfig selects the store of record.
@@ -76,6 +95,7 @@ func Default() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
 		Store:           StoreConfig{Driver: "sqlite", MySQL: mysql.DefaultConfig()},
+		Cache:           CacheConfig{Driver: "memory", Relations: relcache.DefaultConfig(), Memory: relcache.DefaultMemoryConfig(), Redis: relcache.DefaultRedisConfig()},
 		Comet:           comet.DefaultConfig(),
 		Logic:           logic.DefaultConfig(),
 		Job:             job.DefaultConfig(),
@@ -102,6 +122,8 @@ func (c *Config) settings() []setting {
 		{"insecure-mid-auth", "accept goim's token-less {\"mid\":...} auth (benchmarks only; INSECURE)", &c.Logic.InsecureMidAuth},
 		{"store", "store of record: sqlite or mysql", &c.Store.Driver},
 		{"mysql-dsn", "MySQL DSN when --store=mysql, e.g. user:pass@tcp(127.0.0.1:3306)/goim", &c.Store.MySQL.DSN},
+		{"cache", "relation cache: memory or redis", &c.Cache.Driver},
+		{"redis-addr", "Redis address when --cache=redis", &c.Cache.RedisAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "text or json", &c.LogFormat},
 		{"max-body", "client-to-server body limit in bytes", &c.Comet.MaxBody},
@@ -188,6 +210,15 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("store.driver %q: want sqlite or mysql", c.Store.Driver))
 	}
+	switch c.Cache.Driver {
+	case "memory":
+	case "redis":
+		if c.Cache.RedisAddr == "" {
+			errs = append(errs, errors.New("cache.redis_addr is required with cache driver redis"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("cache.driver %q: want memory or redis", c.Cache.Driver))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout must be positive"))
 	}
@@ -266,6 +297,21 @@ func (c *Config) OpenStore(ctx context.Context) (store.Store, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	return sqlite.Open(ctx, filepath.Join(c.DataDir, "goim.db"))
+}
+
+// OpenCache builds the configured relation cache over src. The returned
+// close function releases its connections.
+func (c *Config) OpenCache(src relcache.Source) (*relcache.Cache, func() error, error) {
+	if c.Cache.Driver != "redis" {
+		return relcache.New(relcache.NewMemory(c.Cache.Memory), src, c.Cache.Relations), func() error { return nil }, nil
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.Cache.RedisAddr})
+	backend, err := relcache.NewRedis(rdb, c.Cache.Redis)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	return relcache.New(backend, src, c.Cache.Relations), rdb.Close, nil
 }
 
 // ParseLevel parses a log level name.

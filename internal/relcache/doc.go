@@ -15,7 +15,13 @@
 // only when a single logic process changes the relations), and Redis (the
 // distributed mode: every logic process shares the entries and sees every
 // other's invalidations). The cachetest package is the conformance suite both
-// pass.
+// pass; storebench measures them against the real stores.
+//
+// Costs measured on the 2-core test machine: a Memory hit takes about
+// 0.2 µs (0.3 µs for a membership) and allocates nothing; a Redis hit is one
+// round trip, 25-35 µs here, which is more than a SQLite primary-key query
+// (6-12 µs) but less than a MySQL one (50-60 µs). So the one-process server
+// uses Memory, and Redis pays off with MySQL and several logic processes.
 //
 // # Keys and group generations
 //
@@ -34,8 +40,8 @@
 // into the cache after it. The Cache uses leases (as memcache does):
 //
 //  1. A miss installs a lease on the key (a unique token) in the same backend
-//     call that found the key empty; while a lease is live, other misses of
-//     the key read the store but do not fill it.
+//     call that found the key empty (SET NX GET on Redis); while a lease is
+//     live, other misses of the key read the store but do not fill it.
 //  2. The lease holder reads the Source, then stores its value only if the
 //     key still holds its lease (a compare-and-set: a Lua script on Redis).
 //  3. An invalidation deletes the key, lease included, so a fill that read

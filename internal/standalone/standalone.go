@@ -22,6 +22,7 @@ import (
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/config"
+	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/session"
 	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/job"
@@ -30,16 +31,19 @@ import (
 
 // Server is a running one-process GoIM.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	store  store.Store
-	issuer *auth.Issuer
-	bus    bus.Bus
-	logic  *logic.Service
-	job    *job.Job
-	comet  *comet.Server
-	http   *http.Server
-	httpLn net.Listener
+	cfg   config.Config
+	log   *slog.Logger
+	store store.Store
+	cache *relcache.Cache
+
+	closeCache func() error
+	issuer     *auth.Issuer
+	bus        bus.Bus
+	logic      *logic.Service
+	job        *job.Job
+	comet      *comet.Server
+	http       *http.Server
+	httpLn     net.Listener
 
 	ready    atomic.Bool
 	httpDone chan error
@@ -76,13 +80,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	if s.store, err = cfg.OpenStore(ctx); err != nil {
 		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Driver, err)
 	}
+	cache, closeCache, err := cfg.OpenCache(s.store)
+	if err != nil {
+		return nil, fmt.Errorf("cache (%s): %w", cfg.Cache.Driver, err)
+	}
+	s.closeCache = closeCache
+	s.cache = cache
 	sessions := session.NewMemory(session.MemoryConfig{})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
 
 	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
-	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus}, log.With("component", "logic")); err != nil {
+	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache}, log.With("component", "logic")); err != nil {
 		return nil, err
 	}
 	if s.comet, err = comet.New(cfg.Comet, s.logic, log.With("component", "comet")); err != nil {
@@ -156,6 +166,9 @@ func (s *Server) WSAddr() net.Addr { return s.comet.WSAddr() }
 // Comet returns the comet server (tests, benchmarks).
 func (s *Server) Comet() *comet.Server { return s.comet }
 
+// Cache returns the relation cache (tests, benchmarks).
+func (s *Server) Cache() *relcache.Cache { return s.cache }
+
 // Issuer returns the token issuer (tests, benchmarks).
 func (s *Server) Issuer() *auth.Issuer { return s.issuer }
 
@@ -195,6 +208,9 @@ func (s *Server) closeBackends() error {
 	var errs []error
 	if s.bus != nil {
 		errs = append(errs, s.bus.Close())
+	}
+	if s.closeCache != nil {
+		errs = append(errs, s.closeCache())
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())

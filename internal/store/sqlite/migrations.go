@@ -122,4 +122,64 @@ var Migrations = []migrate.Migration{
 			`CREATE INDEX user_groups_tombstones ON user_groups (updated_at) WHERE status = 1`,
 		},
 	},
+	{
+		// Messages are stored once per conversation; conversations holds
+		// the seq counter (max_seq, raised in the same transaction as the
+		// inserts). user_conversations is a user's conversation index:
+		// unread is exact for the messages up to last_seq (write
+		// diffusion advances it with every message naming the user); the
+		// messages after last_seq (read diffusion) are counted when read.
+		// delivery_cursors holds the delivered cursor of each device.
+		// Messages have no foreign keys: the send path checked the users,
+		// and foreign key checks would cost every insert.
+		Version: 3,
+		Name:    "messages and conversations",
+		Statements: []string{
+			`CREATE TABLE conversations (
+				id          TEXT    PRIMARY KEY,
+				kind        INTEGER NOT NULL, -- 1 one-to-one, 2 group
+				max_seq     INTEGER NOT NULL,
+				last_msg_id INTEGER NOT NULL,
+				created_at  INTEGER NOT NULL,
+				updated_at  INTEGER NOT NULL
+			) WITHOUT ROWID`,
+			`CREATE TABLE messages (
+				id              INTEGER PRIMARY KEY, -- Snowflake msg_id
+				conversation_id TEXT    NOT NULL,
+				seq             INTEGER NOT NULL,
+				sender_id       INTEGER NOT NULL,
+				receiver_id     INTEGER NOT NULL DEFAULT 0,
+				group_id        INTEGER NOT NULL DEFAULT 0,
+				msg_type        INTEGER NOT NULL,
+				content         BLOB    NOT NULL,
+				client_msg_id   TEXT,             -- NULL for none (NULLs never collide)
+				mentions        TEXT    NOT NULL DEFAULT '',
+				status          INTEGER NOT NULL DEFAULT 0, -- 0 normal, 1 recalled
+				created_at      INTEGER NOT NULL
+			)`,
+			`CREATE UNIQUE INDEX messages_conversation_seq ON messages (conversation_id, seq)`,
+			`CREATE UNIQUE INDEX messages_client_msg_id ON messages (sender_id, client_msg_id)`,
+			`CREATE INDEX messages_conversation_created ON messages (conversation_id, created_at)`,
+			`CREATE TABLE user_conversations (
+				user_id         INTEGER NOT NULL,
+				conversation_id TEXT    NOT NULL,
+				read_seq        INTEGER NOT NULL DEFAULT 0,
+				delivered_seq   INTEGER NOT NULL DEFAULT 0,
+				last_seq        INTEGER NOT NULL DEFAULT 0, -- unread is exact up to here
+				unread          INTEGER NOT NULL DEFAULT 0,
+				muted           INTEGER NOT NULL DEFAULT 0,
+				updated_at      INTEGER NOT NULL,
+				PRIMARY KEY (user_id, conversation_id)
+			) WITHOUT ROWID`,
+			`CREATE INDEX user_conversations_read ON user_conversations (conversation_id, read_seq)`,
+			`CREATE TABLE delivery_cursors (
+				user_id         INTEGER NOT NULL,
+				conversation_id TEXT    NOT NULL,
+				device_key      TEXT    NOT NULL,
+				delivered_seq   INTEGER NOT NULL,
+				updated_at      INTEGER NOT NULL,
+				PRIMARY KEY (user_id, conversation_id, device_key)
+			) WITHOUT ROWID`,
+		},
+	},
 }

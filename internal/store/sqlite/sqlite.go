@@ -38,6 +38,10 @@ type Store struct {
 	userByID, userByName *sql.Stmt
 	// The send path's relation checks.
 	friend, isBlocked, member *sql.Stmt
+	// The writer's multi-row message statements, prepared on first use.
+	stmts stmtCache
+	// now is the clock of message times (nil: time.Now); tests set it.
+	now func() time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -175,6 +179,7 @@ func (s *Store) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
+	errs = append(errs, s.stmts.close())
 	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }
 
