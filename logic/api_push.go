@@ -12,6 +12,7 @@ import (
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/pushmsg"
 	"github.com/goimdev/goim/internal/session"
+	"github.com/goimdev/goim/protocol"
 )
 
 // goimResp is the goim push API's success answer.
@@ -54,6 +55,11 @@ func queryOperation(r *http.Request) (int32, error) {
 	op, err := strconv.ParseInt(v, 10, 32)
 	if err != nil {
 		return 0, errBadRequest("operation must be a 32-bit integer")
+	}
+	// Ops below 1000 are the protocol's own (Op 6 closes, Op 9 batches,
+	// Op 22 events...): a business push must not impersonate them.
+	if int32(op) < protocol.OpBusinessMin {
+		return 0, errBadRequest(fmt.Sprintf("operation must be a business op (>= %d)", protocol.OpBusinessMin))
 	}
 	return int32(op), nil
 }

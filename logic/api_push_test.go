@@ -15,6 +15,7 @@ import (
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/pushmsg"
 	"github.com/goimdev/goim/internal/session"
+	"github.com/goimdev/goim/protocol"
 )
 
 func (e *env) addSession(t *testing.T, uid int64, key, server string) {
@@ -112,10 +113,34 @@ func TestPushRoomAndAll(t *testing.T) {
 	if !slices.Equal(keys, []string{broadcastKey}) {
 		t.Fatalf("bus keys %v", keys)
 	}
-	st, m = e.do(t, "POST", "/goim/push/all?operation=-7", "")
-	wantGoimOK(t, "push all, no speed, any op", st, m)
+	st, m = e.do(t, "POST", "/goim/push/all?operation=1007", "")
+	wantGoimOK(t, "push all, no speed", st, m)
 	msgs, _ = e.bus.take(t)
-	assertMsgs(t, msgs, []pushmsg.Msg{{Type: pushmsg.Broadcast, Operation: -7}})
+	assertMsgs(t, msgs, []pushmsg.Msg{{Type: pushmsg.Broadcast, Operation: 1007}})
+	// Protocol ops cannot be pushed: Op 6 would close clients, Op 9 and
+	// Op 22 would be parsed as batches and events.
+	for _, op := range []string{"-7", "6", "9", "22", "999"} {
+		st, m = e.do(t, "POST", "/goim/push/all?operation="+op, "")
+		if st != http.StatusBadRequest || m["code"] != protocol.CodeBadRequest {
+			t.Fatalf("push all operation=%s: %d %v, want 400 bad_request", op, st, m)
+		}
+	}
+}
+
+// Without an admin key, a request forwarded by a local reverse proxy is not
+// a loopback client.
+func TestPushRefusesProxied(t *testing.T) {
+	e := newEnv(t)
+	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
+		req := httptest.NewRequest("POST", "/goim/push/all?operation=1000", nil)
+		req.RemoteAddr = "127.0.0.1:5555"
+		req.Header.Set(h, "203.0.113.9")
+		rec := httptest.NewRecorder()
+		e.svc.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Fatalf("%s: status %d, want 403", h, rec.Code)
+		}
+	}
 }
 
 // The published messages reach a bus consumer intact.

@@ -91,6 +91,14 @@ func (s *Service) routeTable() []route {
 		{"DELETE /api/v1/groups/{id}/members/{user_id}", rel(s.handleRemoveMember)},
 		{"POST /api/v1/groups/{id}/transfer", rel(s.handleTransferGroup)},
 
+		{"POST /api/v1/messages", authed(s.handleSendMessage)},
+		{"POST /api/v1/messages/{msg_id}/recall", authed(s.handleRecall)},
+		{"GET /api/v1/conversations", authed(s.handleConversations)},
+		{"GET /api/v1/conversations/{id}/messages", authed(s.handleHistory)},
+		{"GET /api/v1/conversations/{id}/messages/{seq}/reads", authed(s.handleReadCount)},
+		{"POST /api/v1/conversations/{id}/read", authed(s.handleRead)},
+		{"PUT /api/v1/conversations/{id}/mute", authed(s.handleMuteConversation)},
+
 		{"POST /goim/push/keys", s.admin(s.handlePushKeys)},
 		{"POST /goim/push/mids", s.admin(s.handlePushMids)},
 		{"POST /goim/push/room", s.admin(s.handlePushRoom)},
@@ -329,11 +337,23 @@ func (s *Service) admin(h handlerFunc) handlerFunc {
 			if subtle.ConstantTimeCompare(got[:], keySum[:]) != 1 {
 				return &apiError{http.StatusUnauthorized, protocol.CodeUnauthorized, "admin key required"}
 			}
-		} else if !isLoopback(r.RemoteAddr) {
-			return &apiError{http.StatusForbidden, protocol.CodeForbidden, "push API serves loopback clients only (no admin key configured)"}
+		} else if !isLoopback(r.RemoteAddr) || proxied(r) {
+			// A reverse proxy on the same host makes every client look
+			// like loopback: a forwarded request is not a local one.
+			return &apiError{http.StatusForbidden, protocol.CodeForbidden, "push API serves local loopback clients only (no admin key configured)"}
 		}
 		return h(w, r)
 	}
+}
+
+// proxied reports whether r came through a proxy that says so.
+func proxied(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // isLoopback reports whether a remote address (ip:port) is loopback.
