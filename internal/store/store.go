@@ -1,5 +1,5 @@
 // Package store is GoIM's store of record: users, devices, friends, block
-// lists, groups and (later) messages. It defines the interfaces the domain code
+// lists, groups, messages and conversation cursors. It defines the interfaces the domain code
 // uses and the sentinel errors every implementation returns; the
 // implementations live in sub-packages (sqlite for the one-process server,
 // MySQL for the distributed mode), and storetest is the conformance suite
@@ -98,6 +98,7 @@ type Store interface {
 	Blocks
 	Groups
 	Tombstones
+	Messages
 	// Migrate applies pending schema migrations (also done when opening).
 	Migrate(ctx context.Context) error
 	// Close releases the store's connections.

@@ -173,6 +173,95 @@ var Migrations = []migrate.Migration{
 			)` + tableOptions,
 		},
 	},
+	{
+		// Messages live in month tables message_YYYYMM (by the message's
+		// created_at, UTC), created on demand from message_template with
+		// CREATE TABLE ... LIKE. Tables shared by every month:
+		//   - conversation: the seq counter (max_seq), locked and raised in
+		//     the transaction that inserts the messages, and the last
+		//     message (id and time, hence its month table);
+		//   - conversation_month: which months hold a conversation's seqs
+		//     (min_seq..max_seq per month), so a page spanning months reads
+		//     exactly the tables it needs;
+		//   - message_ref: msg_id -> (conversation, seq, month) and the
+		//     global unique key (sender_id, client_msg_id) that makes
+		//     sending idempotent across months (a unique key of a month
+		//     table only covers its month);
+		//   - user_conversation: a user's conversation index; unread is
+		//     exact up to last_seq, messages after it (read diffusion) are
+		//     counted when read;
+		//   - delivery_cursor: each device's delivered cursor.
+		Version: 3,
+		Name:    "messages and conversations",
+		Statements: []string{
+			`CREATE TABLE IF NOT EXISTS conversation (
+				id          VARBINARY(48) NOT NULL,
+				kind        TINYINT       NOT NULL,
+				max_seq     BIGINT        NOT NULL,
+				last_msg_id BIGINT        NOT NULL,
+				last_msg_at DATETIME(3)   NOT NULL,
+				created_at  DATETIME(3)   NOT NULL,
+				updated_at  DATETIME(3)   NOT NULL,
+				PRIMARY KEY (id)
+			)` + tableOptions,
+			`CREATE TABLE IF NOT EXISTS conversation_month (
+				conversation_id VARBINARY(48) NOT NULL,
+				month           INT           NOT NULL,
+				min_seq         BIGINT        NOT NULL,
+				max_seq         BIGINT        NOT NULL,
+				PRIMARY KEY (conversation_id, month)
+			)` + tableOptions,
+			`CREATE TABLE IF NOT EXISTS message_ref (
+				id              BIGINT        NOT NULL,
+				sender_id       BIGINT        NOT NULL,
+				client_msg_id   VARBINARY(64) NULL,
+				conversation_id VARBINARY(48) NOT NULL,
+				seq             BIGINT        NOT NULL,
+				month           INT           NOT NULL,
+				created_at      DATETIME(3)   NOT NULL,
+				PRIMARY KEY (id),
+				UNIQUE KEY uk_message_ref_client (sender_id, client_msg_id)
+			)` + tableOptions,
+			`CREATE TABLE IF NOT EXISTS message_template (
+				id              BIGINT          NOT NULL,
+				conversation_id VARBINARY(48)   NOT NULL,
+				seq             BIGINT          NOT NULL,
+				sender_id       BIGINT          NOT NULL,
+				receiver_id     BIGINT          NOT NULL DEFAULT 0,
+				group_id        BIGINT          NOT NULL DEFAULT 0,
+				msg_type        INT             NOT NULL,
+				content         MEDIUMBLOB      NOT NULL,
+				client_msg_id   VARBINARY(64)   NULL,
+				mentions        VARBINARY(2200) NOT NULL DEFAULT '',
+				status          TINYINT         NOT NULL DEFAULT 0,
+				created_at      DATETIME(3)     NOT NULL,
+				PRIMARY KEY (id),
+				UNIQUE KEY uk_message_conversation_seq (conversation_id, seq),
+				UNIQUE KEY uk_message_sender_client (sender_id, client_msg_id),
+				KEY idx_message_conversation_created (conversation_id, created_at)
+			)` + tableOptions,
+			`CREATE TABLE IF NOT EXISTS user_conversation (
+				user_id         BIGINT        NOT NULL,
+				conversation_id VARBINARY(48) NOT NULL,
+				read_seq        BIGINT        NOT NULL DEFAULT 0,
+				delivered_seq   BIGINT        NOT NULL DEFAULT 0,
+				last_seq        BIGINT        NOT NULL DEFAULT 0,
+				unread          BIGINT        NOT NULL DEFAULT 0,
+				muted           TINYINT       NOT NULL DEFAULT 0,
+				updated_at      DATETIME(3)   NOT NULL,
+				PRIMARY KEY (user_id, conversation_id),
+				KEY idx_user_conversation_read (conversation_id, read_seq)
+			)` + tableOptions,
+			`CREATE TABLE IF NOT EXISTS delivery_cursor (
+				user_id         BIGINT         NOT NULL,
+				conversation_id VARBINARY(48)  NOT NULL,
+				device_key      VARBINARY(128) NOT NULL,
+				delivered_seq   BIGINT         NOT NULL,
+				updated_at      DATETIME(3)    NOT NULL,
+				PRIMARY KEY (user_id, conversation_id, device_key)
+			)` + tableOptions,
+		},
+	},
 }
 
 // newDialect returns the MySQL migration dialect: DDL is not transactional,

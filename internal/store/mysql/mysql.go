@@ -76,6 +76,8 @@ type Store struct {
 	userByID, userByName      *sql.Stmt
 	friend, isBlocked, member *sql.Stmt
 	groupByID                 *sql.Stmt
+
+	months monthTables // the message_YYYYMM tables known to exist
 }
 
 var (

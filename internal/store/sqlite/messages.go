@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/goimdev/goim/internal/store"
@@ -24,37 +23,66 @@ const messageCols = "id, conversation_id, seq, sender_id, receiver_id, group_id,
 const maxChunk = 256
 
 // stmtCache holds the writer's prepared multi-row statements by SQL text.
+// They are prepared at Open: the writer pool has one connection, so a
+// statement cannot be prepared on it while a transaction holds it.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	m map[string]*sql.Stmt // read-only after Open
 }
 
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st := c.m[q]; st != nil {
-		return st, nil
-	}
-	st, err := db.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
+func (c *stmtCache) prepare(ctx context.Context, db *sql.DB, qs []string) error {
 	if c.m == nil {
-		c.m = make(map[string]*sql.Stmt)
+		c.m = make(map[string]*sql.Stmt, len(qs))
 	}
-	c.m[q] = st
-	return st, nil
+	for _, q := range qs {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		c.m[q] = st
+	}
+	return nil
 }
 
 func (c *stmtCache) close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var errs []error
 	for _, st := range c.m {
 		errs = append(errs, st.Close())
 	}
 	c.m = nil
 	return errors.Join(errs...)
+}
+
+// Multi-row statements, by number of rows.
+func seqUpsertSQL(n int) string {
+	return rowsSQL("INSERT INTO conversations (id, kind, max_seq, last_msg_id, created_at, updated_at) VALUES ",
+		6, n, ` ON CONFLICT (id) DO UPDATE SET max_seq = max_seq + excluded.max_seq,
+			last_msg_id = excluded.last_msg_id, updated_at = excluded.updated_at RETURNING id, max_seq`)
+}
+
+func keyLookupSQL(n int) string {
+	return rowsSQL("SELECT m.sender_id, m.client_msg_id, m.id, m.seq, m.created_at FROM (VALUES ",
+		2, n, ") AS k JOIN messages AS m ON m.sender_id = k.column1 AND m.client_msg_id = k.column2")
+}
+
+func insertMessagesSQL(n int) string {
+	return rowsSQL("INSERT INTO messages ("+messageCols+") VALUES ", 12, n, "")
+}
+
+func indexUpsertSQL(n int) string {
+	return rowsSQL("INSERT INTO user_conversations (user_id, conversation_id, read_seq, last_seq, unread, updated_at) VALUES ",
+		6, n, ` ON CONFLICT (user_id, conversation_id) DO UPDATE SET
+			unread = CASE WHEN last_seq = excluded.read_seq THEN unread + excluded.unread ELSE unread END,
+			last_seq = CASE WHEN last_seq = excluded.read_seq THEN excluded.last_seq ELSE last_seq END,
+			updated_at = excluded.updated_at`)
+}
+
+// messageStmts lists every multi-row statement for every chunk size.
+func messageStmts() []string {
+	var qs []string
+	for n := 1; n <= maxChunk; n *= 2 {
+		qs = append(qs, seqUpsertSQL(n), keyLookupSQL(n), insertMessagesSQL(n), indexUpsertSQL(n))
+	}
+	return qs
 }
 
 // chunks cuts n rows into power-of-two chunk sizes, largest first.
@@ -83,12 +111,13 @@ func rowsSQL(prefix string, cols, n int, suffix string) string {
 	return b.String()
 }
 
+// stmt returns the prepared statement q for tx (prepared in the
+// transaction if it is not one of messageStmts).
 func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
-	st, err := s.stmts.get(ctx, s.w, q)
-	if err != nil {
-		return nil, err
+	if st := s.stmts.m[q]; st != nil {
+		return tx.StmtContext(ctx, st), nil
 	}
-	return tx.StmtContext(ctx, st), nil
+	return tx.PrepareContext(ctx, q)
 }
 
 func (s *Store) clock() time.Time {
@@ -160,9 +189,7 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, p *msgbatch.Plan) erro
 	for off := 0; off < len(convs); {
 		n := chunks(len(convs) - off)[0]
 		part := convs[off : off+n]
-		st, err := s.stmt(ctx, tx, rowsSQL("INSERT INTO conversations (id, kind, max_seq, last_msg_id, created_at, updated_at) VALUES ",
-			6, n, ` ON CONFLICT (id) DO UPDATE SET max_seq = max_seq + excluded.max_seq,
-				last_msg_id = excluded.last_msg_id, updated_at = excluded.updated_at RETURNING id, max_seq`))
+		st, err := s.stmt(ctx, tx, seqUpsertSQL(n))
 		if err != nil {
 			return err
 		}
@@ -214,8 +241,7 @@ func (s *Store) lookupKeys(ctx context.Context, tx *sql.Tx, p *msgbatch.Plan) er
 		n := chunks(len(p.Keyed) - off)[0]
 		part := p.Keyed[off : off+n]
 		off += n
-		st, err := s.stmt(ctx, tx, rowsSQL("SELECT m.sender_id, m.client_msg_id, m.id, m.seq, m.created_at FROM (VALUES ",
-			2, n, ") AS k JOIN messages AS m ON m.sender_id = k.column1 AND m.client_msg_id = k.column2"))
+		st, err := s.stmt(ctx, tx, keyLookupSQL(n))
 		if err != nil {
 			return err
 		}
@@ -258,7 +284,7 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, p *msgbatch.Plan
 	}
 	for off := 0; off < len(idx); {
 		n := chunks(len(idx) - off)[0]
-		st, err := s.stmt(ctx, tx, rowsSQL("INSERT INTO messages ("+messageCols+") VALUES ", 12, n, ""))
+		st, err := s.stmt(ctx, tx, insertMessagesSQL(n))
 		if err != nil {
 			return err
 		}
@@ -289,11 +315,7 @@ func (s *Store) updateIndex(ctx context.Context, tx *sql.Tx, p *msgbatch.Plan, c
 	var args []any
 	rows := 0
 	flush := func(n int) error {
-		st, err := s.stmt(ctx, tx, rowsSQL("INSERT INTO user_conversations (user_id, conversation_id, read_seq, last_seq, unread, updated_at) VALUES ",
-			6, n, ` ON CONFLICT (user_id, conversation_id) DO UPDATE SET
-				unread = CASE WHEN last_seq = excluded.read_seq THEN unread + excluded.unread ELSE unread END,
-				last_seq = CASE WHEN last_seq = excluded.read_seq THEN excluded.last_seq ELSE last_seq END,
-				updated_at = excluded.updated_at`))
+		st, err := s.stmt(ctx, tx, indexUpsertSQL(n))
 		if err != nil {
 			return err
 		}
