@@ -317,14 +317,20 @@ func TestSameKeyReplaces(t *testing.T) {
 			if got := s.RoomCounts()["live://k"]; got != 1 {
 				t.Fatalf("room count %d", got)
 			}
-			// The key routes to the new connection; the replaced one did not
-			// tell logic to drop the session.
+			// The key routes to the new connection; the replaced one told
+			// logic with its own ConnID, not the new connection's.
 			if err := s.PushKeys(context.Background(), []string{key}, protocol.Packet{Ver: 1, Op: protocol.OpEvent, Body: []byte("n")}); err != nil {
 				t.Fatal(err)
 			}
 			nu.expect(protocol.OpEvent)
-			if slices.Contains(logic.disconnected(), key) {
-				t.Fatalf("Disconnect called for the replaced connection of %s", key)
+			conns, _, _ := logic.connIDs()
+			oldID, nuID := conns[len(conns)-2], conns[len(conns)-1]
+			waitFor(t, "the replaced connection's Disconnect", func() bool {
+				_, d, _ := logic.connIDs()
+				return slices.Contains(d, oldID)
+			})
+			if _, d, _ := logic.connIDs(); slices.Contains(d, nuID) {
+				t.Fatalf("Disconnect with the new connection's ConnID %q", nuID)
 			}
 			// Same key, other user: the newcomer is refused.
 			other := dial(t, s, tr)
@@ -335,7 +341,12 @@ func TestSameKeyReplaces(t *testing.T) {
 			}
 			// The refused newcomer's own session (user 8) is dropped; the
 			// holder keeps its key.
-			waitFor(t, "refused newcomer's disconnect", func() bool { return slices.Contains(logic.disconnected(), key) })
+			conns, _, _ = logic.connIDs()
+			otherID := conns[len(conns)-1]
+			waitFor(t, "refused newcomer's disconnect", func() bool {
+				_, d, _ := logic.connIDs()
+				return slices.Contains(d, otherID)
+			})
 			nu.heartbeat()
 			if err := s.PushKeys(context.Background(), []string{key}, protocol.Packet{Ver: 1, Op: protocol.OpEvent}); err != nil {
 				t.Fatal(err)

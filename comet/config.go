@@ -80,10 +80,8 @@ type Config struct {
 // Limits beyond which a configuration is refused.
 const (
 	maxMaxBody = 16 << 20
-	// maxRoomLen bounds a room key; a longer Op 12 body is a protocol error.
-	maxRoomLen = 256
-	// maxAccepts bounds a connection's accepts list.
-	maxAccepts = 256
+	// maxAccepts bounds a connection's accepts list (Op 7 and Op 14).
+	maxAccepts = protocol.MaxAccepts
 )
 
 // DefaultConfig returns the documented defaults.

@@ -54,7 +54,7 @@ const (
 	refuseDraining
 )
 
-// conn is one client connection. It is kept small (one 240-byte
+// conn is one client connection. It is kept small (one 256-byte
 // allocation, no goroutine, no buffer while idle; fields ordered to avoid
 // padding): see the package doc.
 type conn struct {
@@ -73,6 +73,8 @@ type conn struct {
 	frag   []byte // WebSocket: a fragmented message being assembled
 	idle   int64  // idle timeout (3x the heartbeat interval), ns
 	lastHB int64  // last Logic.Heartbeat, unix ns
+	id     uint64 // ConnID suffix, unique in the server (see connID)
+	wfn    func() // c.writeLoop, bound once (passing c.writeLoop to gopool.Go allocates every time)
 
 	// Room membership, guarded by the bucket lock of room.id (written by
 	// the reader only).
@@ -127,6 +129,14 @@ func putQueue(q *queue) {
 	queuePool.Put(q)
 }
 
+// startWriter runs the writer on a pooled goroutine (fWriting is set).
+func (c *conn) startWriter() { gopool.Go(c.wfn) }
+
+// connID is the connection's ConnID (see ConnectRequest.ConnID).
+func (c *conn) connID() string {
+	return c.s.connPrefix + strconv.FormatUint(c.id, 36)
+}
+
 // errClosing stops the reader of a connection that is already closing.
 var errClosing = errors.New("comet: connection closing")
 
@@ -175,6 +185,7 @@ func (c *conn) readOne(r streamReader) error {
 			return err
 		}
 		c.gotBytes(n)
+		c.maybeHeartbeat()
 		return c.handle(p)
 	}
 	if c.rf&rfUpgraded == 0 {
@@ -193,6 +204,7 @@ func (c *conn) readOne(r streamReader) error {
 		return err
 	}
 	c.gotBytes(n)
+	c.maybeHeartbeat()
 	return c.handleFrame(f, maxPayload)
 }
 
@@ -268,9 +280,10 @@ func (c *conn) checkURI(uri []byte) error {
 		return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("not found"))
 	}
 	if len(query) > 0 {
-		if v, err := url.ParseQuery(string(query)); err == nil {
-			c.key = v.Get("token") // kept in key until auth
-		}
+		// ParseQuery keeps the pairs it could parse when another one is
+		// malformed (say a stray %): the token is still good.
+		v, _ := url.ParseQuery(string(query))
+		c.key = v.Get("token") // kept in key until auth
 	}
 	return nil
 }
@@ -389,6 +402,7 @@ func (c *conn) auth(p protocol.Packet) error {
 		Transport:  transportName(c.tr),
 		Body:       bytes.Clone(p.Body),
 		QueryToken: c.key,
+		ConnID:     c.connID(),
 	})
 	c.key = ""
 	if err != nil {
@@ -414,7 +428,7 @@ func (c *conn) auth(p protocol.Packet) error {
 		hb = s.cfg.Heartbeat
 	}
 	c.idle = 3 * int64(hb)
-	c.lastHB = time.Now().UnixNano()
+	c.lastHB = s.wallNow()
 
 	// Hold pushes until Op 8 is queued in front of them (after what was
 	// queued before, e.g. a pipelined WebSocket upgrade's 101).
@@ -426,12 +440,17 @@ func (c *conn) auth(p protocol.Packet) error {
 		holdAt = len(c.q.items)
 	}
 	c.mu.Unlock()
-	old, err := s.register(c)
-	if err == nil {
+	if s.hookRegister != nil {
+		s.hookRegister(c)
+	}
+	// Authed before registered: once c has replaced a connection in the
+	// bucket, c must not fail, or that connection would be left open but
+	// unreachable. A close that began meanwhile leaves the bucket alone.
+	var old *conn
+	if !c.state.CompareAndSwap(stHandshake, stAuthed) {
+		err = errClosing
+	} else if old, err = s.register(c); err == nil {
 		c.rf |= rfRegistered
-		if !c.state.CompareAndSwap(stHandshake, stAuthed) {
-			err = errClosing // closed meanwhile; the close callback unregisters
-		}
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -447,8 +466,8 @@ func (c *conn) auth(p protocol.Packet) error {
 	if old != nil {
 		old.closeWith(protocol.CodeReplaced, "another connection logged in with the same key", nil)
 	}
-	if len(rep.Room) > maxRoomLen {
-		s.log.Warn("comet: room from Logic.Connect too long; not joined", "user", c.userID, "len", len(rep.Room))
+	if err := protocol.ValidRoom(rep.Room); err != nil {
+		s.log.Warn("comet: room from Logic.Connect refused; not joined", "user", c.userID, "err", err)
 	} else if rep.Room != "" {
 		s.joinRoom(s.ctx, c, rep.Room)
 	}
@@ -475,23 +494,35 @@ func (c *conn) heartbeat(p protocol.Packet) error {
 	var body [4]byte
 	body[0], body[1], body[2], body[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: protocol.OpHeartbeatReply, Seq: p.Seq, Body: body[:]}))
-	now := time.Now().UnixNano()
+	return nil
+}
+
+// maybeHeartbeat refreshes the session (Logic.Heartbeat) of an
+// authenticated connection when a heartbeat interval has passed since the
+// last refresh. The reader calls it for every packet or WebSocket frame
+// read, whatever its op, so that a client that sends traffic or WebSocket
+// pings but rarely Op 2 keeps its session; it costs a clock read otherwise
+// (no timer per connection).
+func (c *conn) maybeHeartbeat() {
+	if c.state.Load() != stAuthed {
+		return
+	}
+	now := c.s.wallNow()
 	if now-c.lastHB < c.idle/3 {
-		return nil
+		return
 	}
 	c.lastHB = now
 	c.flushReplies()
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.LogicTimeout)
 	defer cancel()
-	if err := c.s.logic.Heartbeat(ctx, c.s.cfg.Node, c.userID, c.key); err != nil {
+	if err := c.s.logic.Heartbeat(ctx, c.s.cfg.Node, c.userID, c.key, c.connID()); err != nil {
 		c.s.log.Debug("comet: Logic.Heartbeat failed", "user", c.userID, "key", c.key, "err", err)
 	}
-	return nil
 }
 
 func (c *conn) changeRoom(p protocol.Packet) error {
-	if len(p.Body) > maxRoomLen {
-		return closeErr(protocol.CodeProtocolError, "room key longer than "+strconv.Itoa(maxRoomLen)+" bytes")
+	if err := protocol.ValidRoom(string(p.Body)); err != nil {
+		return closeErr(protocol.CodeProtocolError, "bad room key: at most "+strconv.Itoa(protocol.MaxRoomLen)+" bytes of printable ASCII without commas")
 	}
 	c.flushReplies() // RoomJoined may take a while
 	c.s.joinRoom(c.s.ctx, c, string(p.Body))
@@ -499,16 +530,34 @@ func (c *conn) changeRoom(p protocol.Packet) error {
 	return nil
 }
 
+// sub handles Op 14 and Op 16. The reply (Op 15, Op 17) lists the ops
+// applied, comma-separated: for Op 14 the requested ops the connection now
+// accepts (an op beyond the protocol.MaxAccepts bound is left out), for
+// Op 16 the requested ops it no longer accepts. Items that are not op
+// numbers are left out of both.
 func (c *conn) sub(p protocol.Packet) {
 	ops := parseOps(p.Body)
+	slices.Sort(ops)
+	ops = slices.Compact(ops)
 	c.mu.Lock()
 	if p.Op == protocol.OpSub {
 		c.accepts = addOps(c.accepts, ops)
+		ops = slices.DeleteFunc(ops, func(op int32) bool {
+			_, ok := slices.BinarySearch(c.accepts, op)
+			return !ok
+		})
 	} else {
 		c.accepts = removeOps(c.accepts, ops)
 	}
 	c.mu.Unlock()
-	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: p.Op + 1, Seq: p.Seq, Body: p.Body}))
+	var body []byte
+	for i, op := range ops {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = strconv.AppendInt(body, int64(op), 10)
+	}
+	c.reply(encodePacket(c.tr, protocol.Packet{Ver: p.Ver, Op: p.Op + 1, Seq: p.Seq, Body: body}))
 }
 
 // Bodies of the replies comet makes when Logic.Receive fails.
@@ -640,7 +689,7 @@ func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
 		c.rf |= rfReplyPending
 	}
 	if start {
-		gopool.Go(c.writeLoop)
+		c.startWriter()
 	}
 }
 
@@ -688,7 +737,7 @@ func (c *conn) write(rounds int) {
 		}
 		if rounds > 0 && round == rounds {
 			c.mu.Unlock()
-			gopool.Go(c.writeLoop)
+			c.startWriter()
 			return
 		}
 		c.q = nil
@@ -943,7 +992,7 @@ func (c *conn) closeAfter(msg []byte, code string) {
 		metricCloses.WithLabelValues(code).Inc()
 	}
 	if start {
-		gopool.Go(c.writeLoop)
+		c.startWriter()
 	}
 }
 
@@ -997,12 +1046,14 @@ func (c *conn) onClosed(netpoll.Connection) error {
 	if c.rf&rfCounted != 0 {
 		s.authed.Add(-1)
 	}
-	// Tell logic, unless another connection of the user holds the key now
-	// (it replaced this one and owns the session). A connection refused
-	// because another user holds its key is told too: its session is its
-	// user's, not the holder's.
-	if c.rf&rfConnected != 0 && (c.rf&rfRegistered == 0 || s.unregister(c)) {
-		s.disconnect(c.userID, c.key)
+	if c.rf&rfRegistered != 0 {
+		s.unregister(c) // unless a newer connection took the key
+	}
+	// Tell logic about every connection it accepted, replaced ones and ones
+	// refused here with "key in use" included: the ConnID lets logic remove
+	// the session only if it is still this connection's.
+	if c.rf&rfConnected != 0 {
+		s.disconnect(c.userID, c.key, c.connID())
 	}
 	c.frag = nil
 	s.releaseIP(remoteIP(c.nc))

@@ -41,12 +41,29 @@
 //     connection with its code (e.g. logic kicking a device).
 //   - Op 3 carries the room's online count over all comets from the last
 //     RenewOnline, or the local count if that is larger (or unknown).
-//   - An Op 12 room key longer than 256 bytes, a WebSocket frame holding a
-//     partial packet, and several packets per frame are handled as: protocol
-//     error (Op 6 protocol_error), unreadable (close), accepted.
-//   - A connection replaced by a newer one with the same key (Op 6
-//     replaced) does not call Logic.Disconnect: the key's session is the new
-//     connection's. Neither does a newcomer refused with "key in use".
+//   - An Op 12 room key that protocol.ValidRoom refuses (the rule logic
+//     applies to Op 7's room_id and the push API too), a WebSocket frame
+//     holding a partial packet, and several packets per frame are handled
+//     as: protocol error (Op 6 protocol_error), unreadable (close), accepted.
+//   - Op 15 lists the ops of the Op 14 request the connection now accepts
+//     (the accepts list holds at most protocol.MaxAccepts; what does not fit,
+//     or is not a number, is left out); Op 17 lists the requested ops.
+//   - When Shutdown's context ends before the drain is done, every
+//     connection not told yet still gets Op 6 server_draining, and those
+//     still open drainGrace later are closed. A connection whose write is
+//     blocked (beyond WriteTimeout) gets no Op 6 at all.
+//   - Every connection gets a ConnID (node, random boot id, counter) that
+//     Logic.Connect, Heartbeat and Disconnect carry. Every connection that
+//     Logic.Connect accepted calls Logic.Disconnect when it closes, including
+//     one replaced by a newer connection with the same key (Op 6 replaced)
+//     and a newcomer the comet refuses with "key in use" (another user's
+//     connection holds the key here): logic removes the key's session only
+//     while it is still that ConnID's, so a late Disconnect never removes a
+//     newer connection's session.
+//   - Logic.Heartbeat is called at most once per heartbeat interval, when
+//     an authenticated connection reads anything (any packet, or a
+//     WebSocket ping or other frame), so that a session does not expire
+//     under a connection that is alive but rarely sends Op 2.
 //   - OutQueue counts frames queued but not yet handed to the socket; the
 //     batch being written is not counted.
 //

@@ -31,7 +31,10 @@ type fakeLogic struct {
 	mu          sync.Mutex
 	connects    []ConnectRequest
 	disconnects []string // keys
+	discConnIDs []string // the ConnIDs of disconnects
 	heartbeats  int
+	hbConnIDs   []string      // the ConnIDs of heartbeats
+	connectGate chan struct{} // when set, Connect waits for it
 	joined      []string
 	reports     []OnlineReport
 	online      map[string]int32
@@ -60,7 +63,15 @@ func (f *fakeLogic) Connect(ctx context.Context, req *ConnectRequest) (*ConnectR
 	f.seq++
 	seq := f.seq
 	hb := f.heartbeat
+	gate := f.connectGate
 	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if a.Token == "bad" {
 		return nil, &CloseError{Code: protocol.CodeUnauthorized, Reason: "bad token"}
 	}
@@ -75,17 +86,19 @@ func (f *fakeLogic) Connect(ctx context.Context, req *ConnectRequest) (*ConnectR
 	return &ConnectReply{UserID: uid, Key: a.Key, Room: a.Room, Accepts: a.Accepts, Heartbeat: hb, Body: body}, nil
 }
 
-func (f *fakeLogic) Disconnect(ctx context.Context, server string, userID int64, key string) error {
+func (f *fakeLogic) Disconnect(ctx context.Context, server string, userID int64, key, connID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.disconnects = append(f.disconnects, key)
+	f.discConnIDs = append(f.discConnIDs, connID)
 	return nil
 }
 
-func (f *fakeLogic) Heartbeat(ctx context.Context, server string, userID int64, key string) error {
+func (f *fakeLogic) Heartbeat(ctx context.Context, server string, userID int64, key, connID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heartbeats++
+	f.hbConnIDs = append(f.hbConnIDs, connID)
 	return nil
 }
 

@@ -16,11 +16,16 @@ type Logic interface {
 	// closes the connection with Op 6: the code of a *CloseError, or
 	// "unauthorized" for any other error.
 	Connect(ctx context.Context, req *ConnectRequest) (*ConnectReply, error)
-	// Disconnect tells logic that a connection authenticated by Connect is gone.
-	Disconnect(ctx context.Context, server string, userID int64, key string) error
-	// Heartbeat refreshes a connection's session. The comet calls it at most
-	// once per heartbeat interval per connection, not for every client Op 2.
-	Heartbeat(ctx context.Context, server string, userID int64, key string) error
+	// Disconnect tells logic that connection connID, authenticated by
+	// Connect, is gone. The comet calls it for every connection Connect
+	// accepted, including one replaced by a newer connection with the same
+	// key: logic must remove the key's session only while it is still
+	// connID's (session.Registry.Remove does).
+	Disconnect(ctx context.Context, server string, userID int64, key, connID string) error
+	// Heartbeat refreshes connection connID's session. The comet calls it at
+	// most once per heartbeat interval per connection, when the connection
+	// reads anything (a packet or a WebSocket frame), not for every Op 2.
+	Heartbeat(ctx context.Context, server string, userID int64, key, connID string) error
 	// RoomJoined is called, before the join is acknowledged, when a room gets
 	// its first member on this comet, so that room pushes sent after the
 	// client received Op 13 reach it. Rooms that empty are reported by the
@@ -46,6 +51,10 @@ type ConnectRequest struct {
 	Transport  string // "tcp" or "ws"
 	Body       []byte // the Op 7 body (AuthReq JSON, or goim's legacy form)
 	QueryToken string // WebSocket only: the token from the upgrade's query string
+	// ConnID identifies this connection: unique per connection of the comet
+	// process and never reused (node name, a random boot id and a counter).
+	// Disconnect and Heartbeat carry it.
+	ConnID string
 }
 
 // ConnectReply is the result of a successful Connect.
@@ -69,7 +78,11 @@ type ReceiveRequest struct {
 
 // OnlineReport is a comet's periodic report.
 type OnlineReport struct {
-	Server  string
+	Server string
+	// TakenAt is when the comet began the report, before it took the room
+	// snapshot: rooms announced by RoomJoined after it may be missing from
+	// Rooms and must not be forgotten because of this report.
+	TakenAt time.Time
 	TCPAddr string // advertised client addresses
 	WSAddr  string
 	Conns   int32            // authenticated connections

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/goimdev/goim/protocol"
@@ -50,19 +51,42 @@ func (s *Server) PushRoom(ctx context.Context, room string, batch []byte) error 
 		return fmt.Errorf("comet: push room: bad batch: %w", err)
 	}
 	metricPushRoom.Inc()
+	// The members are copied under the bucket lock and pushed after it, so
+	// that joins and leaves of the bucket's rooms do not wait for the
+	// pushes (nor for the writers they start).
 	b := s.bucket(room)
 	b.mu.RLock()
-	defer b.mu.RUnlock()
 	r := b.rooms[room]
 	if r == nil || r.head == nil {
+		b.mu.RUnlock()
 		return nil
 	}
-	sh := shareBatch(batch)
+	ps := memberPool.Get().(*[]*conn)
+	members := (*ps)[:0]
 	for c := r.head; c != nil; c = c.rnext {
+		members = append(members, c)
+	}
+	b.mu.RUnlock()
+	sh := shareBatch(batch)
+	for _, c := range members {
 		c.push(protocol.OpRaw, sh.bytes(c.tr), false)
+	}
+	if cap(members) <= maxPooledMembers {
+		clear(members)
+		*ps = members[:0]
+		memberPool.Put(ps)
 	}
 	return nil
 }
+
+// memberPool holds the slices PushRoom copies a room's members into.
+var memberPool = sync.Pool{New: func() any {
+	s := make([]*conn, 0, 64)
+	return &s
+}}
+
+// maxPooledMembers: a larger member slice (a huge room) is left to the GC.
+const maxPooledMembers = 64 << 10
 
 // Broadcast delivers p to every authenticated connection that accepts p.Op
 // (IM ops below 1000 reach all). With speed > 0 it queues to at most speed

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,13 @@ type Server struct {
 	ips  map[netip.Addr]int32
 
 	online atomic.Pointer[map[string]int32] // all-comet room counts from the last RenewOnline
+
+	connPrefix string        // node + "-" + boot id + "-": the ConnID of a conn is this and its id
+	connSeq    atomic.Uint64 // last conn id
+	wallNow    func() int64  // unix ns for Logic.Heartbeat pacing (tests replace it)
+	// hookRegister, when set (tests), runs in auth just before the
+	// connection becomes authenticated and takes its key.
+	hookRegister func(*conn)
 }
 
 // Stats is a snapshot of a server's load.
@@ -94,6 +102,9 @@ func New(cfg Config, logic Logic, log *slog.Logger) (*Server, error) {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		ips:     make(map[netip.Addr]int32),
+		// The boot id keeps ConnIDs unique across restarts of a node.
+		connPrefix: cfg.Node + "-" + strconv.FormatUint(rand.Uint64()>>16, 36) + "-",
+		wallNow:    func() int64 { return time.Now().UnixNano() },
 	}
 	for i := range s.buckets {
 		s.buckets[i] = newBucket()
@@ -204,7 +215,8 @@ func addrString(a net.Addr) string {
 // closing it here, before registration, makes netpoll log an error.
 func (s *Server) prepare(nc netpoll.Connection, tr uint8) context.Context {
 	ip := remoteIP(nc)
-	c := &conn{Context: context.Background(), s: s, nc: nc, tr: tr, wslot: -1}
+	c := &conn{Context: context.Background(), s: s, nc: nc, tr: tr, wslot: -1, id: s.connSeq.Add(1)}
+	c.wfn = c.writeLoop
 	n := s.addIP(ip)
 	switch {
 	case s.draining.Load():
@@ -359,6 +371,7 @@ func (s *Server) renew() {
 	s.ipMu.Unlock()
 	rep := &OnlineReport{
 		Server:  s.cfg.Node,
+		TakenAt: time.Now(), // before the snapshot: see OnlineReport.TakenAt
 		TCPAddr: s.advertise(s.cfg.AdvertiseTCP, s.TCPAddr()),
 		WSAddr:  s.advertise(s.cfg.AdvertiseWS, s.WSAddr()),
 		Conns:   s.authed.Load(),
@@ -389,7 +402,7 @@ func (s *Server) advertise(cfg string, bound net.Addr) string {
 
 // disconnect tells logic, in the background, that an authenticated
 // connection is gone.
-func (s *Server) disconnect(userID int64, key string) {
+func (s *Server) disconnect(userID int64, key, connID string) {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -402,7 +415,7 @@ func (s *Server) disconnect(userID int64, key string) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LogicTimeout)
 		defer cancel()
-		if err := s.logic.Disconnect(ctx, s.cfg.Node, userID, key); err != nil {
+		if err := s.logic.Disconnect(ctx, s.cfg.Node, userID, key, connID); err != nil {
 			s.log.Warn("comet: Logic.Disconnect failed", "user", userID, "key", key, "err", err)
 		}
 	}()
@@ -458,8 +471,10 @@ func (s *Server) drainInfo() *drainInfo {
 // [0, DrainWindow), addrs = DrainAddrs) spread over DrainWindow (or half the
 // time left before ctx's deadline, if shorter), waits until every
 // connection is gone, then releases the listeners and stops the background
-// loops. When ctx ends first, the remaining connections are closed at once
-// and ctx's error is returned. Calling it again returns at once.
+// loops. When ctx ends first, every connection not told yet gets its Op 6
+// server_draining at once, the connections left are closed after a short
+// grace (drainGrace) for those writes, and ctx's error is returned. Calling
+// it again returns at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.stopping {
@@ -520,7 +535,7 @@ func (s *Server) drain(ctx context.Context) error {
 			at := start.Add(window * time.Duration(i) / time.Duration(len(conns)))
 			if d := time.Until(at); d > 5*time.Millisecond {
 				if !sleepCtx(ctx, d) {
-					break
+					return s.drainNow(ctx.Err())
 				}
 			}
 		}
@@ -531,10 +546,7 @@ func (s *Server) drain(ctx context.Context) error {
 	for s.live.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			for _, c := range s.wheel.each(nil) {
-				_ = c.nc.Close()
-			}
-			return fmt.Errorf("comet: drain: %d connections left: %w", s.live.Load(), ctx.Err())
+			return s.drainNow(ctx.Err())
 		case <-t.C:
 			// Connections admitted while the drain began, and closes that
 			// are stuck, are dealt with here (closeWith ignores closing ones).
@@ -544,6 +556,42 @@ func (s *Server) drain(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// drainGrace is how long a drain cut short by its context waits for the
+// Op 6 server_draining it queued at once to be written before it closes the
+// connections left. A write that blocks (a client that does not read) ends
+// with the close: that client gets no Op 6.
+const drainGrace = 250 * time.Millisecond
+
+// drainNow ends a drain whose context ended (cause): every connection not
+// told yet gets Op 6 server_draining now, and what is still open after
+// drainGrace is closed.
+func (s *Server) drainNow(cause error) error {
+	for _, c := range s.wheel.each(nil) {
+		c.closeWith(protocol.CodeServerDraining, "server shutting down", s.drainInfo())
+	}
+	grace := time.NewTimer(drainGrace)
+	defer grace.Stop()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+wait:
+	for s.live.Load() > 0 {
+		select {
+		case <-grace.C:
+			break wait
+		case <-t.C:
+		}
+	}
+	left := s.live.Load()
+	for _, c := range s.wheel.each(nil) {
+		_ = c.nc.Close()
+	}
+	if left == 0 {
+		// Everyone was told and is gone, but the drain did not finish in time.
+		return fmt.Errorf("comet: drain: %w", cause)
+	}
+	return fmt.Errorf("comet: drain: %d connections left: %w", left, cause)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

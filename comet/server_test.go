@@ -93,26 +93,6 @@ func TestAuthHeartbeatAndRoomCount(t *testing.T) {
 	}
 }
 
-func TestLogicHeartbeatOncePerInterval(t *testing.T) {
-	logic := &fakeLogic{heartbeat: 200 * time.Millisecond}
-	s := startServer(t, testConfig(), logic)
-	c := dialTCP(t, s)
-	c.auth("uid:1", "k", "")
-	start := time.Now()
-	sent := 0
-	for time.Since(start) < 450*time.Millisecond {
-		c.heartbeat()
-		sent++
-		time.Sleep(20 * time.Millisecond) // pacing the client, not synchronising
-	}
-	logic.mu.Lock()
-	n := logic.heartbeats
-	logic.mu.Unlock()
-	if n < 1 || n > 3 || n >= sent {
-		t.Fatalf("Logic.Heartbeat called %d times for %d client heartbeats over %v", n, sent, time.Since(start))
-	}
-}
-
 func TestWSQueryToken(t *testing.T) {
 	logic := &fakeLogic{}
 	s := startServer(t, testConfig(), logic)
@@ -242,11 +222,22 @@ func TestChangeRoom(t *testing.T) {
 			}
 		})
 	}
-	// A too long room key is a protocol error.
+	// A room key that protocol.ValidRoom refuses (the rule of Op 7's
+	// room_id and of the push API too) is a protocol error.
+	for _, bad := range [][]byte{bytes.Repeat([]byte("r"), protocol.MaxRoomLen+1), []byte("live://a,b"), []byte("live://a b")} {
+		c := dialTCP(t, s)
+		c.auth("uid:5", "", "")
+		c.send(protocol.OpChangeRoom, bad)
+		c.expectDisconnect(protocol.CodeProtocolError)
+	}
 	c := dialTCP(t, s)
 	c.auth("uid:5", "", "")
-	c.send(protocol.OpChangeRoom, bytes.Repeat([]byte("r"), maxRoomLen+1))
-	c.expectDisconnect(protocol.CodeProtocolError)
+	longest := bytes.Repeat([]byte("r"), protocol.MaxRoomLen)
+	c.send(protocol.OpChangeRoom, longest)
+	logic.joinGate <- struct{}{} // the room's first member: RoomJoined waits for the gate
+	if p := c.expect(protocol.OpChangeRoomReply); !bytes.Equal(p.Body, longest) {
+		t.Fatalf("op 13 body %q", p.Body)
+	}
 }
 
 func TestSubUnsubAccepts(t *testing.T) {
@@ -283,8 +274,8 @@ func TestSubUnsubAccepts(t *testing.T) {
 					t.Fatalf("got ops %v, want %v", got, want)
 				}
 			}
-			seq := c.send(protocol.OpSub, []byte("1001, 1002,x"))
-			if p := c.expect(protocol.OpSubReply); p.Seq != seq || string(p.Body) != "1001, 1002,x" {
+			seq := c.send(protocol.OpSub, []byte("1002, 1001,x,1001"))
+			if p := c.expect(protocol.OpSubReply); p.Seq != seq || string(p.Body) != "1001,1002" {
 				t.Fatalf("op 15 %d %q", p.Seq, p.Body)
 			}
 			push(1001)

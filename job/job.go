@@ -128,7 +128,7 @@ func (j *Job) Shutdown(ctx context.Context) error {
 }
 
 // Close is Shutdown without a deadline (Comet calls are still bounded by
-// Config.PushTimeout).
+// Config.PushTimeout, paced broadcasts excepted: Close waits for them).
 func (j *Job) Close() error { return j.Shutdown(context.Background()) }
 
 // enter registers a running handler; it fails once Shutdown started.
@@ -239,8 +239,15 @@ func (j *Job) pushKeys(c Comet, server string, m *pushmsg.Msg) {
 	}
 }
 
+// broadcast hands m to comet c. An unpaced broadcast is bounded by
+// PushTimeout; a paced one (Speed > 0) takes about conns/Speed seconds by
+// design, so it is bounded only by the job's lifetime (a forced Shutdown
+// cancels it). It holds its bus batch until it is done.
 func (j *Job) broadcast(c Comet, server string, m *pushmsg.Msg) {
-	ctx, cancel := context.WithTimeout(j.push, j.cfg.PushTimeout)
+	ctx, cancel := j.push, context.CancelFunc(func() {})
+	if m.Speed <= 0 {
+		ctx, cancel = context.WithTimeout(j.push, j.cfg.PushTimeout)
+	}
 	defer cancel()
 	if err := c.Broadcast(ctx, packet(m), m.Speed); err != nil {
 		metricPushErrors.WithLabelValues(typeBroadcast).Inc()

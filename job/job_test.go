@@ -659,3 +659,71 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// pacedComet records whether each Broadcast's context has a deadline, and
+// blocks paced ones until released or cancelled.
+type pacedComet struct {
+	*fakeComet
+	release chan struct{}
+	entered chan struct{} // a paced call began
+	calls   chan pacedCall
+}
+
+type pacedCall struct {
+	speed       int32
+	hasDeadline bool
+	err         error // the paced call's outcome
+}
+
+func (c *pacedComet) Broadcast(ctx context.Context, p protocol.Packet, speed int32) error {
+	_, dl := ctx.Deadline()
+	var err error
+	if speed > 0 {
+		c.entered <- struct{}{}
+		select {
+		case <-c.release:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	c.calls <- pacedCall{speed: speed, hasDeadline: dl, err: err}
+	return err
+}
+
+// TestPacedBroadcastNotCutByPushTimeout: a paced broadcast lasts
+// conns/speed seconds by design; PushTimeout must not cut it (it bounds the
+// unpaced ones), the job's lifetime does.
+func TestPacedBroadcastNotCutByPushTimeout(t *testing.T) {
+	h := newHarness(t, Config{PushTimeout: time.Hour}, true)
+	for _, n := range []string{"c2", "c3"} {
+		h.comets.Remove(n)
+	}
+	pc := &pacedComet{fakeComet: newFakeComet("c1"), release: make(chan struct{}), entered: make(chan struct{}, 4), calls: make(chan pacedCall, 4)}
+	h.comets.Set("c1", pc)
+
+	h.publish("", pushmsg.Msg{Type: pushmsg.Broadcast, Operation: 2000, Body: []byte("fast")})
+	if c := <-pc.calls; c.speed != 0 || !c.hasDeadline {
+		t.Fatalf("unpaced broadcast: %+v, want a PushTimeout deadline", c)
+	}
+	h.publish("", pushmsg.Msg{Type: pushmsg.Broadcast, Operation: 2000, Speed: 10, Body: []byte("paced")})
+	<-pc.entered
+	close(pc.release)
+	if c := <-pc.calls; c.speed != 10 || c.hasDeadline || c.err != nil {
+		t.Fatalf("paced broadcast: %+v, want no deadline and success", c)
+	}
+
+	// A forced Shutdown still stops a paced broadcast.
+	pc.release = make(chan struct{})
+	h.publish("", pushmsg.Msg{Type: pushmsg.Broadcast, Operation: 2000, Speed: 1, Body: []byte("long")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	<-pc.entered
+	go func() { done <- h.job.Shutdown(ctx) }()
+	cancel()
+	if c := <-pc.calls; !errors.Is(c.err, context.Canceled) {
+		t.Fatalf("paced broadcast at a forced shutdown: %+v, want cancelled", c)
+	}
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+}

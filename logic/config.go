@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/goimdev/goim/internal/auth"
+	"github.com/goimdev/goim/internal/snowflake"
+	"github.com/goimdev/goim/internal/store"
 )
 
 // Config configures the logic service. Zero values take the default
@@ -51,6 +53,44 @@ type Config struct {
 	FriendRequestLimit int `yaml:"friend_request_limit"`
 	// FriendRequestWindow is the window of FriendRequestLimit. Default 1h.
 	FriendRequestWindow time.Duration `yaml:"friend_request_window"`
+
+	// Messaging (docs/messaging.md).
+
+	// RequireFriendship refuses one-to-one messages between users who are
+	// not friends (not_friends). Default false: anyone not blocked may
+	// write to anyone.
+	RequireFriendship bool `yaml:"require_friendship"`
+	// LargeGroupThreshold is the member count above which a group uses read
+	// diffusion: a message updates no member's conversation index on write
+	// (members' unread counts are computed when they read). Groups up to it
+	// get write diffusion of the index. Every online member gets the event
+	// either way. Default 200.
+	LargeGroupThreshold int `yaml:"large_group_threshold"`
+	// RecallWindow is how long after sending its sender may recall a
+	// message (group admins and the owner may recall any time). Default 2m.
+	RecallWindow time.Duration `yaml:"recall_window"`
+	// MaxContentBytes bounds a message's content (the JSON object);
+	// larger gets too_large. Default 32 KiB, at most 64 KiB.
+	MaxContentBytes int `yaml:"max_content_bytes"`
+	// SendRate is the sustained messages per second one user may send
+	// (per logic process; a token bucket of SendBurst); more get
+	// rate_limited. Default 20; negative disables the limit.
+	SendRate float64 `yaml:"send_rate"`
+	// SendBurst is the bucket size of SendRate. Default 50.
+	SendBurst int `yaml:"send_burst"`
+	// TypingInterval is the least time between two typing events of one
+	// user in one conversation; typing packets in between are dropped.
+	// Default 2s.
+	TypingInterval time.Duration `yaml:"typing_interval"`
+	// CommitMaxBatch bounds the messages of one group commit (one store
+	// transaction). Default 512.
+	CommitMaxBatch int `yaml:"commit_max_batch"`
+	// CommitTimeout bounds one group commit. Default 5s.
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
+	// SnowflakeNode is this logic process's Snowflake node id (0..1023),
+	// unique among the running logic processes: msg ids are unique only
+	// if no two processes share it. Default 0.
+	SnowflakeNode int64 `yaml:"snowflake_node"`
 }
 
 // DefaultConfig returns the default configuration.
@@ -68,6 +108,15 @@ func DefaultConfig() Config {
 		MaxMembersCeiling:   2000,
 		FriendRequestLimit:  30,
 		FriendRequestWindow: time.Hour,
+
+		LargeGroupThreshold: 200,
+		RecallWindow:        2 * time.Minute,
+		MaxContentBytes:     32 << 10,
+		SendRate:            20,
+		SendBurst:           50,
+		TypingInterval:      2 * time.Second,
+		CommitMaxBatch:      512,
+		CommitTimeout:       5 * time.Second,
 	}
 }
 
@@ -103,6 +152,30 @@ func (c Config) withDefaults() Config {
 	if c.FriendRequestWindow <= 0 {
 		c.FriendRequestWindow = d.FriendRequestWindow
 	}
+	if c.LargeGroupThreshold <= 0 {
+		c.LargeGroupThreshold = d.LargeGroupThreshold
+	}
+	if c.RecallWindow <= 0 {
+		c.RecallWindow = d.RecallWindow
+	}
+	if c.MaxContentBytes <= 0 {
+		c.MaxContentBytes = d.MaxContentBytes
+	}
+	if c.SendRate == 0 {
+		c.SendRate = d.SendRate
+	}
+	if c.SendBurst <= 0 {
+		c.SendBurst = d.SendBurst
+	}
+	if c.TypingInterval <= 0 {
+		c.TypingInterval = d.TypingInterval
+	}
+	if c.CommitMaxBatch <= 0 {
+		c.CommitMaxBatch = d.CommitMaxBatch
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = d.CommitTimeout
+	}
 	return c
 }
 
@@ -115,6 +188,15 @@ func (c Config) validate() error {
 	}
 	if c.MaxMembersCeiling < c.DefaultMaxMembers {
 		return errors.New("logic: max_members_ceiling below default_max_members")
+	}
+	if c.MaxContentBytes > store.MaxContentLen {
+		return fmt.Errorf("logic: max_content_bytes above %d", store.MaxContentLen)
+	}
+	if c.CommitMaxBatch > store.MaxAppendBatch {
+		return fmt.Errorf("logic: commit_max_batch above %d", store.MaxAppendBatch)
+	}
+	if c.SnowflakeNode < 0 || c.SnowflakeNode > snowflake.MaxNode {
+		return fmt.Errorf("logic: snowflake_node outside 0..%d", snowflake.MaxNode)
 	}
 	if c.MaxMembersCeiling > maxMembersLimit {
 		return fmt.Errorf("logic: max_members_ceiling above %d", maxMembersLimit)

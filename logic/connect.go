@@ -21,8 +21,8 @@ import (
 // Limits on the AuthReq body (PROTOCOL.md section 3).
 const (
 	maxAuthBody   = 8 << 10
-	maxKeyLen     = 128 // connection key / device id
-	maxRoomLen    = 128 // room key, "type://id"
+	maxKeyLen     = 128                 // connection key / device id
+	maxRoomLen    = protocol.MaxRoomLen // room key, "type://id"
 	maxPlatformLn = 16
 )
 
@@ -49,9 +49,11 @@ type authReply struct {
 var errBadAuthBody = errors.New("malformed auth body")
 
 // parseAuthReq decodes and validates an Op 7 body. The strings it returns
-// never alias body. maxAccepts bounds the accepts list, which comes back
-// sorted without duplicates.
+// never alias body. maxAccepts bounds the accepts list (never beyond
+// protocol.MaxAccepts, the comet's bound for Op 14), which comes back sorted
+// without duplicates.
 func parseAuthReq(body []byte, maxAccepts int) (authReq, error) {
+	maxAccepts = min(maxAccepts, protocol.MaxAccepts)
 	var r authReq
 	if len(body) == 0 || len(body) > maxAuthBody {
 		return r, fmt.Errorf("%w: %d bytes", errBadAuthBody, len(body))
@@ -101,18 +103,8 @@ func validKey(s string) bool {
 }
 
 // validRoom reports whether s is an acceptable room key ("" for none):
-// printable ASCII without spaces or commas.
-func validRoom(s string) bool {
-	if len(s) > maxRoomLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c > '~' || c == ',' {
-			return false
-		}
-	}
-	return true
-}
+// protocol.ValidRoom, the rule the comet applies to Op 12 too.
+func validRoom(s string) bool { return protocol.ValidRoom(s) == nil }
 
 // validPlatform reports whether s (already lower-cased) is an acceptable
 // platform: "" or a short token such as ios, android, web, pc.
@@ -194,8 +186,10 @@ func (s *Service) connect(ctx context.Context, req *comet.ConnectRequest) (*come
 			return nil, connectKeyInUse, closeErr(protocol.CodeUnauthorized, "key in use")
 		}
 	}
-	sess := session.Session{UserID: userID, Key: key, Server: req.Server, Platform: ar.Platform}
-	if err := s.sessions.Add(ctx, sess); err != nil {
+	sess := session.Session{UserID: userID, Key: key, Server: req.Server, Platform: ar.Platform, ConnID: req.ConnID}
+	if err := s.sessions.Add(ctx, sess); errors.Is(err, session.ErrKeyInUse) {
+		return nil, connectKeyInUse, closeErr(protocol.CodeUnauthorized, "key in use")
+	} else if err != nil {
 		return nil, connectError, fmt.Errorf("%w: %w", closeErr(protocol.CodeUnavailable, "session registry failed"), err)
 	}
 	hb := max(int64(s.cfg.HeartbeatInterval/time.Second), 1)
@@ -220,17 +214,18 @@ func (s *Service) connect(ctx context.Context, req *comet.ConnectRequest) (*come
 	}, connectOK, nil
 }
 
-// Disconnect implements comet.Logic.
-func (s *Service) Disconnect(ctx context.Context, server string, userID int64, key string) error {
-	if _, err := s.sessions.Remove(ctx, userID, key, server); err != nil {
+// Disconnect implements comet.Logic: it removes the session of (userID,
+// key) if it is still connection connID's.
+func (s *Service) Disconnect(ctx context.Context, server string, userID int64, key, connID string) error {
+	if _, err := s.sessions.Remove(ctx, userID, key, server, connID); err != nil {
 		return fmt.Errorf("logic: disconnect: %w", err)
 	}
 	return nil
 }
 
 // Heartbeat implements comet.Logic.
-func (s *Service) Heartbeat(ctx context.Context, server string, userID int64, key string) error {
-	if err := s.sessions.Touch(ctx, session.Session{UserID: userID, Key: key, Server: server}); err != nil {
+func (s *Service) Heartbeat(ctx context.Context, server string, userID int64, key, connID string) error {
+	if err := s.sessions.Touch(ctx, session.Session{UserID: userID, Key: key, Server: server, ConnID: connID}); err != nil {
 		return fmt.Errorf("logic: heartbeat: %w", err)
 	}
 	return nil
@@ -259,6 +254,7 @@ func (s *Service) RenewOnline(ctx context.Context, report *comet.OnlineReport) (
 		Conns:     report.Conns,
 		IPs:       report.IPs,
 		UpdatedAt: s.now(),
+		TakenAt:   report.TakenAt,
 	}
 	if err := s.sessions.SetServer(ctx, info, report.Rooms); err != nil {
 		return nil, fmt.Errorf("logic: renew online: %w", err)

@@ -212,13 +212,15 @@ func TestSessionLifecycle(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	uid, tok := e.signup(t, "gina")
-	if _, err := e.svc.Connect(ctx, connectReq(authBody(t, map[string]any{"token": tok, "key": "g1"}))); err != nil {
+	req := connectReq(authBody(t, map[string]any{"token": tok, "key": "g1"}))
+	req.ConnID = "c1#1"
+	if _, err := e.svc.Connect(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.Heartbeat(ctx, "comet-1", uid, "g1"); err != nil {
+	if err := e.svc.Heartbeat(ctx, "comet-1", uid, "g1", "c1#1"); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.reg.touched) != 1 || e.reg.touched[0].Key != "g1" || e.reg.touched[0].UserID != uid || e.reg.touched[0].Server != "comet-1" {
+	if len(e.reg.touched) != 1 || e.reg.touched[0].Key != "g1" || e.reg.touched[0].UserID != uid || e.reg.touched[0].Server != "comet-1" || e.reg.touched[0].ConnID != "c1#1" {
 		t.Fatalf("touched = %+v", e.reg.touched)
 	}
 	if err := e.svc.RoomJoined(ctx, "comet-1", "live://7"); err != nil {
@@ -242,13 +244,13 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal("RenewOnline without a server succeeded")
 	}
 	// Disconnect from another server leaves the session.
-	if err := e.svc.Disconnect(ctx, "comet-9", uid, "g1"); err != nil {
+	if err := e.svc.Disconnect(ctx, "comet-9", uid, "g1", "c1#1"); err != nil {
 		t.Fatal(err)
 	}
 	if ss, _ := e.reg.UserSessions(ctx, []int64{uid}); len(ss[uid]) != 1 {
 		t.Fatalf("a disconnect from another server removed the session: %+v", ss)
 	}
-	if err := e.svc.Disconnect(ctx, "comet-1", uid, "g1"); err != nil {
+	if err := e.svc.Disconnect(ctx, "comet-1", uid, "g1", "c1#1"); err != nil {
 		t.Fatal(err)
 	}
 	if ss, _ := e.reg.UserSessions(ctx, []int64{uid}); len(ss) != 0 {
@@ -256,8 +258,8 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	e.reg.setErr(errBoom)
 	for name, err := range map[string]error{
-		"Disconnect":  e.svc.Disconnect(ctx, "comet-1", uid, "g1"),
-		"Heartbeat":   e.svc.Heartbeat(ctx, "comet-1", uid, "g1"),
+		"Disconnect":  e.svc.Disconnect(ctx, "comet-1", uid, "g1", "c1#1"),
+		"Heartbeat":   e.svc.Heartbeat(ctx, "comet-1", uid, "g1", "c1#1"),
 		"RoomJoined":  e.svc.RoomJoined(ctx, "comet-1", "live://1"),
 		"RenewOnline": func() error { _, err := e.svc.RenewOnline(ctx, &comet.OnlineReport{Server: "c"}); return err }(),
 	} {
@@ -267,9 +269,68 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 }
 
+// TestDisconnectOfReplacedConnection: a device reconnects to the same comet
+// with the same key; the old connection's (late) Disconnect must not remove
+// the new connection's session.
+func TestDisconnectOfReplacedConnection(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	uid, tok := e.signup(t, "hank")
+	for _, id := range []string{"c1#1", "c1#2"} {
+		req := connectReq(authBody(t, map[string]any{"token": tok, "key": "h1"}))
+		req.ConnID = id
+		if _, err := e.svc.Connect(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.Disconnect(ctx, "comet-1", uid, "h1", "c1#1"); err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := e.reg.UserSessions(ctx, []int64{uid})
+	if len(ss[uid]) != 1 || ss[uid][0].ConnID != "c1#2" {
+		t.Fatalf("the old connection's Disconnect removed the new session: %+v", ss)
+	}
+	if err := e.svc.Disconnect(ctx, "comet-1", uid, "h1", "c1#2"); err != nil {
+		t.Fatal(err)
+	}
+	if ss, _ := e.reg.UserSessions(ctx, []int64{uid}); len(ss) != 0 {
+		t.Fatalf("sessions after the current connection's Disconnect: %+v", ss)
+	}
+}
+
+// TestRenewOnlineKeepsJoinDuringReport: a room joined after the comet took
+// its report's snapshot (TakenAt) survives the report.
+func TestRenewOnlineKeepsJoinDuringReport(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	taken := time.Now().Add(-time.Hour) // the snapshot, well before the join
+	if err := e.svc.RoomJoined(ctx, "comet-1", "live://9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RenewOnline(ctx, &comet.OnlineReport{Server: "comet-1", TakenAt: taken}); err != nil {
+		t.Fatal(err)
+	}
+	if srvs, _ := e.reg.RoomServers(ctx, "live://9"); !slices.Equal(srvs, []string{"comet-1"}) {
+		t.Fatalf("room joined during the report forgotten: servers %v", srvs)
+	}
+}
+
+// TestConnectRegistryKeyInUse: the registry refusing the key (another user
+// took it between KeyOwner and Add) is "key in use", not unavailable.
+func TestConnectRegistryKeyInUse(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.signup(t, "iris")
+	e.reg.setErr(session.ErrKeyInUse)
+	_, err := e.svc.Connect(context.Background(), connectReq(authBody(t, map[string]any{"token": tok})))
+	var ce *comet.CloseError
+	if !errors.As(err, &ce) || ce.Code != protocol.CodeUnauthorized || ce.Reason != "key in use" {
+		t.Fatalf("Connect with the registry refusing the key: %v", err)
+	}
+}
+
 func TestReceiveUnknownOp(t *testing.T) {
 	e := newEnv(t)
-	for _, op := range []int32{protocol.OpSendMsg, protocol.OpSync, protocol.OpAck, protocol.OpTyping, 99, 1000, -1} {
+	for _, op := range []int32{protocol.OpHeartbeat, 99, 1000, -1} { // the IM ops: messages_test.go
 		p, err := e.svc.Receive(context.Background(), &comet.ReceiveRequest{Server: "comet-1", UserID: 1, Key: "k",
 			Packet: protocol.Packet{Ver: 1, Op: op, Seq: 77, Body: []byte(`{}`)}})
 		if err != nil || p == nil {

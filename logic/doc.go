@@ -39,6 +39,18 @@
 // push per comet is published on the bus. Cache and event failures are
 // logged and counted; the change stands.
 //
+// # Messaging
+//
+// Op 4 and POST /api/v1/messages share one validation path (send.go); the
+// messages are stored by a group committer (committer.go: one goroutine
+// batching concurrent sends into one store.Messages.AppendMessages call,
+// adaptively, no timer) and the SendAck is answered only after the commit.
+// A fan-out goroutine then publishes the Op 22 message events in commit
+// order. Sync (Op 18), acks (Op 20), typing (Op 23), recall and the
+// conversation endpoints are in sync.go, ack.go, typing.go, recall.go and
+// api_messages.go. The goroutines start with the first message and stop in
+// Service.Close. Guarantees and how they are kept: docs/messaging.md.
+//
 // # Bus keys
 //
 // Keys pushes are grouped per comet server, one message per server keyed by

@@ -55,11 +55,11 @@ func (r *testRegistry) Add(ctx context.Context, s session.Session) error {
 	return r.Memory.Add(ctx, s)
 }
 
-func (r *testRegistry) Remove(ctx context.Context, userID int64, key, server string) (bool, error) {
+func (r *testRegistry) Remove(ctx context.Context, userID int64, key, server, connID string) (bool, error) {
 	if err := r.fail(); err != nil {
 		return false, err
 	}
-	return r.Memory.Remove(ctx, userID, key, server)
+	return r.Memory.Remove(ctx, userID, key, server, connID)
 }
 
 func (r *testRegistry) Touch(ctx context.Context, s session.Session) error {
@@ -220,6 +220,7 @@ func newEnvStore(t testing.TB, st store.Store, cache RelationCache, mut ...func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { svc.Close() })
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
 	return &env{svc: svc, srv: srv, reg: reg, bus: rb, issuer: iss, st: st, cache: rc}

@@ -49,3 +49,29 @@ const (
 	connectKeyInUse     = "key_in_use"
 	connectError        = "error"
 )
+
+// Messaging metrics.
+var (
+	sends = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "goim_logic_messages_sent_total",
+		Help: "Message sends (Op 4 and POST /api/v1/messages) by result: ok, duplicate, or the refusal code.",
+	}, []string{"result"})
+	commitBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "goim_logic_commit_batch_messages",
+		Help:    "Messages per group commit (one AppendMessages transaction).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+	})
+	commitSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "goim_logic_commit_seconds",
+		Help:    "Duration of one group commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	commitErrors = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_logic_commit_errors_total",
+		Help: "Group commits that failed (every message of the batch answered unavailable).",
+	})
+	typingDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_logic_typing_dropped_total",
+		Help: "Typing packets dropped (rate limit, not a participant, malformed).",
+	})
+)

@@ -13,10 +13,14 @@ import (
 // call.
 type opHandler func(ctx context.Context, req *comet.ReceiveRequest) (*protocol.Packet, error)
 
-// opHandlers returns the Receive dispatch table. The IM ops (4 send,
-// 18 sync, 20 ack, 23 typing) are added here as they are implemented.
+// opHandlers returns the Receive dispatch table: the IM ops.
 func (s *Service) opHandlers() map[int32]opHandler {
-	return map[int32]opHandler{}
+	return map[int32]opHandler{
+		protocol.OpSendMsg: s.opSend,   // send.go
+		protocol.OpSync:    s.opSync,   // sync.go
+		protocol.OpAck:     s.opAck,    // ack.go
+		protocol.OpTyping:  s.opTyping, // typing.go
+	}
 }
 
 // Receive implements comet.Logic: it dispatches an IM op from an

@@ -11,6 +11,7 @@ import (
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/session"
+	"github.com/goimdev/goim/internal/snowflake"
 	"github.com/goimdev/goim/internal/store"
 )
 
@@ -23,10 +24,21 @@ type Deps struct {
 	// Cache, when set, is told about every relation change the service
 	// makes (see RelationCache). Nil: no cache to invalidate.
 	Cache RelationCache
+	// Checker answers the relation lookups of the message path (block
+	// list, friendship, membership). Nil: Cache when it implements
+	// RelationChecker (internal/relcache's Cache does), else the store.
+	Checker RelationChecker
+	// Messages is the message store. Nil: Store, which must then
+	// implement store.Messages.
+	Messages store.Messages
+	// IDs generates msg ids. Nil: a generator for Config.SnowflakeNode.
+	IDs *snowflake.Generator
 }
 
-// Service is the logic service. It starts no goroutines and owns none of
-// its Deps: closing them is the caller's job. It is safe for concurrent use.
+// Service is the logic service. It owns none of its Deps: closing them is
+// the caller's job. Its only goroutines are the message committer and
+// fan-out stage, started by the first message sent and stopped by Close
+// (call Close before closing the store). It is safe for concurrent use.
 type Service struct {
 	cfg      Config
 	store    store.Store
@@ -41,6 +53,16 @@ type Service struct {
 	now      func() time.Time
 	ops      map[int32]opHandler // Receive dispatch table, fixed after New
 	handler  http.Handler
+
+	// Messaging (send.go, committer.go).
+	msgs        store.Messages
+	checker     RelationChecker
+	ids         *snowflake.Generator
+	sendLimit   *tokenLimiter // nil: no limit
+	typing      *intervalLimiter
+	users       knownUsers
+	memberLists memberLists
+	commit      committer
 }
 
 var _ comet.Logic = (*Service)(nil)
@@ -76,6 +98,33 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 	if s.cache == nil {
 		s.cache = noCache{}
 	}
+	s.msgs = deps.Messages
+	if s.msgs == nil {
+		m, ok := deps.Store.(store.Messages)
+		if !ok {
+			return nil, errors.New("logic: Deps.Messages is nil and Deps.Store does not implement store.Messages")
+		}
+		s.msgs = m
+	}
+	s.checker = deps.Checker
+	if s.checker == nil {
+		if c, ok := deps.Cache.(RelationChecker); ok {
+			s.checker = c
+		} else {
+			s.checker = storeChecker{deps.Store}
+		}
+	}
+	s.ids = deps.IDs
+	if s.ids == nil {
+		if s.ids, err = snowflake.New(cfg.SnowflakeNode); err != nil {
+			return nil, fmt.Errorf("logic: %w", err)
+		}
+	}
+	if cfg.SendRate > 0 {
+		s.sendLimit = newTokenLimiter(cfg.SendRate, cfg.SendBurst)
+	}
+	s.typing = newIntervalLimiter(cfg.TypingInterval)
+	s.commit.init(s)
 	if cfg.FriendRequestLimit > 0 {
 		s.limiter = newWindowLimiter(cfg.FriendRequestLimit, cfg.FriendRequestWindow)
 	}

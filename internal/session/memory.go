@@ -109,8 +109,8 @@ type serverState struct {
 	info     ServerInfo
 	reported bool // false for a server only known through AddRoom
 	expires  time.Time
-	rooms    map[string]int32    // from the last report
-	marks    map[string]struct{} // AddRoom since the last report
+	rooms    map[string]int32     // from the last report
+	marks    map[string]time.Time // AddRoom marks (registry clock) not cleared by a report yet
 }
 
 // NewMemory returns an empty in-memory registry.
@@ -158,14 +158,23 @@ func (m *Memory) Add(_ context.Context, s Session) error {
 	now := m.now()
 	us := m.userShard(s.UserID)
 	us.mu.Lock()
-	m.put(us, s, now)
+	defer us.mu.Unlock()
+	if !m.put(us, s, now) {
+		return ErrKeyInUse
+	}
 	m.maybeSweep(us, now)
-	us.mu.Unlock()
 	return nil
 }
 
-// put stores s as a new entry. us.mu must be held.
-func (m *Memory) put(us *userShard, s Session, now time.Time) {
+// put stores s as a new entry, unless another user's live session holds
+// s.Key (it reports false then and changes nothing). us.mu must be held.
+func (m *Memory) put(us *userShard, s Session, now time.Time) bool {
+	ks := m.keyShard(s.Key)
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if held := ks.m[s.Key]; held != nil && held.s.UserID != s.UserID && m.live(held, now) {
+		return false
+	}
 	e := &entry{s: s}
 	e.touched.Store(now.UnixNano())
 	devs := us.m[s.UserID]
@@ -174,21 +183,20 @@ func (m *Memory) put(us *userShard, s Session, now time.Time) {
 		us.m[s.UserID] = devs
 	}
 	devs[s.Key] = e
-	ks := m.keyShard(s.Key)
-	ks.mu.Lock()
 	ks.m[s.Key] = e
-	ks.mu.Unlock()
+	return true
 }
 
-// Remove deletes the session of (userID, key) if it is on server. It reports
-// false when there is none, it is on another server, or it had expired.
-func (m *Memory) Remove(_ context.Context, userID int64, key, server string) (bool, error) {
+// Remove deletes the session of (userID, key) if it is connection connID's
+// on server. It reports false when there is none, it is another
+// connection's, or it had expired.
+func (m *Memory) Remove(_ context.Context, userID int64, key, server, connID string) (bool, error) {
 	now := m.now()
 	us := m.userShard(userID)
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	e := us.m[userID][key]
-	if e == nil || e.s.Server != server {
+	if e == nil || e.s.Server != server || e.s.ConnID != connID {
 		return false, nil
 	}
 	m.del(us, e)
@@ -214,8 +222,9 @@ func (m *Memory) del(us *userShard, e *entry) {
 
 // Touch refreshes the liveness of s. When the registry has no live session
 // for (s.UserID, s.Key) it adds s, so that the registry rebuilds itself from
-// heartbeats after a restart; when the key's live session is on another
-// server (the device reconnected elsewhere) it leaves that one alone.
+// heartbeats after a restart; when the key's live session is another
+// connection's (the device reconnected, here or elsewhere) or another user's,
+// it leaves that one alone.
 func (m *Memory) Touch(_ context.Context, s Session) error {
 	if s.Key == "" || s.Server == "" {
 		return errInvalidSession
@@ -225,7 +234,7 @@ func (m *Memory) Touch(_ context.Context, s Session) error {
 	us.mu.RLock()
 	e := us.m[s.UserID][s.Key]
 	if e != nil && m.live(e, now) {
-		if e.s.Server == s.Server {
+		if sameConn(e.s, s) {
 			e.touched.Store(now.UnixNano())
 		}
 		us.mu.RUnlock()
@@ -238,13 +247,16 @@ func (m *Memory) Touch(_ context.Context, s Session) error {
 	e = us.m[s.UserID][s.Key]
 	switch {
 	case e == nil || !m.live(e, now):
-		m.put(us, s, now)
-	case e.s.Server == s.Server:
+		m.put(us, s, now) // refused (false) when another user holds the key
+	case sameConn(e.s, s):
 		e.touched.Store(now.UnixNano())
 	}
 	m.maybeSweep(us, now)
 	return nil
 }
+
+// sameConn reports whether a and b are the session of one connection.
+func sameConn(a, b Session) bool { return a.Server == b.Server && a.ConnID == b.ConnID }
 
 // maybeSweep deletes the shard's expired sessions at most once per
 // SessionTTL. us.mu must be held for writing.
@@ -323,9 +335,16 @@ func (m *Memory) KeyServers(_ context.Context, keys []string) (map[string]string
 	return out, nil
 }
 
+// markSlack is how far a comet's clock (ServerInfo.TakenAt) may run ahead of
+// the registry's without losing a mark: SetServer keeps the marks made less
+// than markSlack before TakenAt too. Keeping a mark too long only lists the
+// server for its room until the next report.
+const markSlack = time.Second
+
 // SetServer records a comet's report. info.UpdatedAt is set to the
 // registry's clock. rooms is copied. The report is valid for ServerTTL and
-// clears the server's AddRoom marks.
+// clears the server's AddRoom marks made before info.TakenAt (less
+// markSlack); a zero TakenAt clears them all.
 func (m *Memory) SetServer(_ context.Context, info ServerInfo, rooms map[string]int32) error {
 	if info.Name == "" {
 		return errors.New("session: server report without a name")
@@ -346,13 +365,31 @@ func (m *Memory) SetServer(_ context.Context, info ServerInfo, rooms map[string]
 		st = &serverState{}
 		m.servers[info.Name] = st
 	}
+	cutoff := now
+	if !info.TakenAt.IsZero() {
+		cutoff = info.TakenAt.Add(-markSlack)
+	}
+	var marks map[string]time.Time
+	for r, at := range st.marks {
+		if !at.Before(cutoff) {
+			if marks == nil {
+				marks = make(map[string]time.Time)
+			}
+			marks[r] = at
+		}
+	}
+	kept := func(r string) bool {
+		_, inReport := cp[r]
+		_, marked := marks[r]
+		return inReport || marked
+	}
 	for r := range st.rooms {
-		if _, ok := cp[r]; !ok {
+		if !kept(r) {
 			m.unindex(r, info.Name)
 		}
 	}
 	for r := range st.marks {
-		if _, ok := cp[r]; !ok {
+		if _, reported := st.rooms[r]; !reported && !kept(r) {
 			m.unindex(r, info.Name)
 		}
 	}
@@ -363,11 +400,14 @@ func (m *Memory) SetServer(_ context.Context, info ServerInfo, rooms map[string]
 	st.reported = true
 	st.expires = now.Add(m.cfg.ServerTTL)
 	st.rooms = cp
-	st.marks = nil
+	st.marks = marks
 	return nil
 }
 
-// AddRoom marks room as present on server until the server's next report.
+// AddRoom marks room as present on server until a report of the server
+// whose snapshot is later than the mark (see SetServer). The mark is made
+// even for a room of the last report: the room may have emptied and filled
+// again since that report's snapshot.
 // A server not known yet (its first report is still to come) is recorded
 // for RoomServers only, for ServerTTL.
 func (m *Memory) AddRoom(_ context.Context, server, room string) error {
@@ -386,13 +426,10 @@ func (m *Memory) AddRoom(_ context.Context, server, room string) error {
 		st = &serverState{info: ServerInfo{Name: server}, expires: now.Add(m.cfg.ServerTTL)}
 		m.servers[server] = st
 	}
-	if _, ok := st.rooms[room]; ok {
-		return nil
-	}
 	if st.marks == nil {
-		st.marks = make(map[string]struct{})
+		st.marks = make(map[string]time.Time)
 	}
-	st.marks[room] = struct{}{}
+	st.marks[room] = now
 	m.index(room, server)
 	return nil
 }

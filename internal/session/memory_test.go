@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -78,7 +80,7 @@ func TestMemorySessionExpiry(t *testing.T) {
 		}
 	}
 	// Removing an expired session reports false.
-	if ok, _ := m.Remove(ctx, 1, "alive", "c1"); ok {
+	if ok, _ := m.Remove(ctx, 1, "alive", "c1", ""); ok {
 		t.Fatal("Remove of an expired session reported true")
 	}
 }
@@ -230,4 +232,57 @@ func BenchmarkMemoryTouch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestMemoryExpiredKeyOfAnotherUser: a key whose owner's session expired is
+// free for another user, and sweeping the expired session leaves the new
+// owner's key index alone.
+func TestMemoryExpiredKeyOfAnotherUser(t *testing.T) {
+	ctx := context.Background()
+	m, clk := newTestMemory()
+	if err := m.Add(ctx, Session{UserID: 1, Key: "k", Server: "c1", ConnID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Add(ctx, Session{UserID: 2, Key: "k", Server: "c1", ConnID: "b"}); !errors.Is(err, ErrKeyInUse) {
+		t.Fatalf("Add of a live key of another user: %v", err)
+	}
+	clk.Add(2 * time.Minute)
+	if err := m.Add(ctx, Session{UserID: 2, Key: "k", Server: "c2", ConnID: "b"}); err != nil {
+		t.Fatalf("Add of an expired key of another user: %v", err)
+	}
+	// User 1's next write sweeps its expired entry.
+	clk.Add(2 * time.Minute)
+	if err := m.Touch(ctx, Session{UserID: 2, Key: "k", Server: "c2", ConnID: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Add(ctx, Session{UserID: 1, Key: "other", Server: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if uid, srv, ok, _ := m.KeyOwner(ctx, "k"); !ok || uid != 2 || srv != "c2" {
+		t.Fatalf("KeyOwner(k) = %d %q %v, want user 2 on c2", uid, srv, ok)
+	}
+}
+
+// TestMemoryMarkSlack: a mark made up to markSlack before the report's
+// TakenAt (a comet clock running ahead) survives; an older one does not.
+func TestMemoryMarkSlack(t *testing.T) {
+	ctx := context.Background()
+	m, clk := newTestMemory()
+	if err := m.AddRoom(ctx, "c1", "r"); err != nil {
+		t.Fatal(err)
+	}
+	markAt := clk.Now()
+	clk.Add(100 * time.Millisecond)
+	if err := m.SetServer(ctx, ServerInfo{Name: "c1", TakenAt: markAt.Add(markSlack / 2)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.RoomServers(ctx, "r"); !slices.Equal(got, []string{"c1"}) {
+		t.Fatalf("mark within the slack dropped: %v", got)
+	}
+	if err := m.SetServer(ctx, ServerInfo{Name: "c1", TakenAt: markAt.Add(2 * markSlack)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.RoomServers(ctx, "r"); len(got) != 0 {
+		t.Fatalf("mark older than the snapshot kept: %v", got)
+	}
 }

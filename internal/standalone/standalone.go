@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	}
 	s.closeCache = closeCache
 	s.cache = cache
-	sessions := session.NewMemory(session.MemoryConfig{})
+	sessions := session.NewMemory(session.MemoryConfig{SessionTTL: sessionTTL(cfg.Comet.Heartbeat)})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
 
 	// One node, one heartbeat: the comet's settings are the ones clients see.
@@ -130,6 +130,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// sessionTTL is the session registry's SessionTTL for a comet heartbeat
+// interval (0: the comet's default): at least 3 intervals, since the comet
+// refreshes a session at most once per interval and closes a connection
+// silent for 3.
+func sessionTTL(heartbeat time.Duration) time.Duration {
+	if heartbeat <= 0 {
+		heartbeat = comet.DefaultConfig().Heartbeat
+	}
+	return max(session.DefaultMemoryConfig().SessionTTL, 3*heartbeat)
 }
 
 // Start starts the job stage, the comet listeners and the HTTP server. It
@@ -193,6 +204,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 		if err := <-s.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
+	}
+	// No more sends can arrive: commit what is queued and publish its
+	// events before the job stage drains.
+	if err := s.logic.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("logic: %w", err))
 	}
 	if err := s.job.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("job: %w", err))

@@ -58,9 +58,9 @@ func (l *logic) Connect(ctx context.Context, req *comet.ConnectRequest) (*comet.
 	return &comet.ConnectReply{UserID: id, Key: key, Room: "live://" + strconv.FormatInt(id%100, 10),
 		Body: []byte(`{"user_id":` + strconv.FormatInt(id, 10) + `,"key":"` + key + `"}`)}, nil
 }
-func (l *logic) Disconnect(context.Context, string, int64, string) error { return nil }
-func (l *logic) Heartbeat(context.Context, string, int64, string) error  { return nil }
-func (l *logic) RoomJoined(context.Context, string, string) error        { return nil }
+func (l *logic) Disconnect(context.Context, string, int64, string, string) error { return nil }
+func (l *logic) Heartbeat(context.Context, string, int64, string, string) error  { return nil }
+func (l *logic) RoomJoined(context.Context, string, string) error                { return nil }
 func (l *logic) RenewOnline(context.Context, *comet.OnlineReport) (map[string]int32, error) {
 	return nil, nil
 }

@@ -6,11 +6,14 @@ package sessiontest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/goimdev/goim/internal/session"
 )
@@ -35,11 +38,14 @@ func Run(t *testing.T, newReg func(t *testing.T) session.Registry) {
 		{"AddAndLookup", testAddLookup},
 		{"AddReplaces", testAddReplaces},
 		{"Remove", testRemove},
+		{"RemoveOtherConn", testRemoveOtherConn},
+		{"KeyOfAnotherUser", testKeyOfAnotherUser},
 		{"Touch", testTouch},
 		{"Validation", testValidation},
 		{"Servers", testServers},
 		{"Rooms", testRooms},
 		{"AddRoomBeforeReport", testAddRoomBeforeReport},
+		{"MarkDuringReport", testMarkDuringReport},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tc := range tests {
@@ -124,7 +130,7 @@ func testAddReplaces(t *testing.T, r session.Registry) {
 		t.Fatalf("KeyOwner after re-Add: %q %v", srv, ok)
 	}
 	// Removing the replaced session's server is a no-op.
-	removed, err := r.Remove(ctx, u, p+"k", p+"c1")
+	removed, err := r.Remove(ctx, u, p+"k", p+"c1", "")
 	must(t, err)
 	if removed {
 		t.Fatal("Remove with the old server removed the new session")
@@ -135,24 +141,26 @@ func testRemove(t *testing.T, r session.Registry) {
 	ctx := t.Context()
 	base, p := ids()
 	u := base + 1
-	keep := session.Session{UserID: u, Key: p + "keep", Server: p + "c1"}
-	gone := session.Session{UserID: u, Key: p + "gone", Server: p + "c1"}
+	keep := session.Session{UserID: u, Key: p + "keep", Server: p + "c1", ConnID: p + "c1#1"}
+	gone := session.Session{UserID: u, Key: p + "gone", Server: p + "c1", ConnID: p + "c1#2"}
 	must(t, r.Add(ctx, keep))
 	must(t, r.Add(ctx, gone))
 	steps := []struct {
-		name        string
-		uid         int64
-		key, server string
-		want        bool
+		name                string
+		uid                 int64
+		key, server, connID string
+		want                bool
 	}{
-		{"wrong server", u, gone.Key, p + "other", false},
-		{"wrong user", u + 1, gone.Key, gone.Server, false},
-		{"match", u, gone.Key, gone.Server, true},
-		{"again", u, gone.Key, gone.Server, false},
-		{"unknown key", u, p + "none", gone.Server, false},
+		{"wrong server", u, gone.Key, p + "other", gone.ConnID, false},
+		{"wrong user", u + 1, gone.Key, gone.Server, gone.ConnID, false},
+		{"wrong conn", u, gone.Key, gone.Server, keep.ConnID, false},
+		{"no conn", u, gone.Key, gone.Server, "", false},
+		{"match", u, gone.Key, gone.Server, gone.ConnID, true},
+		{"again", u, gone.Key, gone.Server, gone.ConnID, false},
+		{"unknown key", u, p + "none", gone.Server, gone.ConnID, false},
 	}
 	for _, s := range steps {
-		ok, err := r.Remove(ctx, s.uid, s.key, s.server)
+		ok, err := r.Remove(ctx, s.uid, s.key, s.server, s.connID)
 		must(t, err)
 		if ok != s.want {
 			t.Fatalf("Remove %s = %v, want %v", s.name, ok, s.want)
@@ -172,7 +180,7 @@ func testRemove(t *testing.T, r session.Registry) {
 		t.Fatalf("KeyServers after Remove = %v, want %v", ks, want)
 	}
 	// Removing the last session removes the user.
-	ok, err := r.Remove(ctx, u, keep.Key, keep.Server)
+	ok, err := r.Remove(ctx, u, keep.Key, keep.Server, keep.ConnID)
 	must(t, err)
 	if !ok {
 		t.Fatal("Remove of the last session failed")
@@ -184,11 +192,76 @@ func testRemove(t *testing.T, r session.Registry) {
 	}
 }
 
+// testRemoveOtherConn: a connection that closes after a newer connection of
+// the same device (same user, key and server) took over must not remove the
+// newer one's session, nor keep it alive with its heartbeats.
+func testRemoveOtherConn(t *testing.T, r session.Registry) {
+	ctx := t.Context()
+	base, p := ids()
+	u := base + 1
+	old := session.Session{UserID: u, Key: p + "k", Server: p + "c1", ConnID: p + "c1#1"}
+	cur := session.Session{UserID: u, Key: p + "k", Server: p + "c1", ConnID: p + "c1#2"}
+	must(t, r.Add(ctx, old))
+	must(t, r.Add(ctx, cur))
+	must(t, r.Touch(ctx, old)) // the old connection's last heartbeat
+	removed, err := r.Remove(ctx, u, old.Key, old.Server, old.ConnID)
+	must(t, err)
+	if removed {
+		t.Fatal("Remove of the old connection removed the newer connection's session")
+	}
+	got, err := r.UserSessions(ctx, []int64{u})
+	must(t, err)
+	if !reflect.DeepEqual(got[u], []session.Session{cur}) {
+		t.Fatalf("sessions = %+v, want only %+v", got[u], cur)
+	}
+	removed, err = r.Remove(ctx, u, cur.Key, cur.Server, cur.ConnID)
+	must(t, err)
+	if !removed {
+		t.Fatal("Remove of the current connection failed")
+	}
+}
+
+// testKeyOfAnotherUser: a key belongs to one user at a time; Add of another
+// user's live key fails and Touch leaves it alone.
+func testKeyOfAnotherUser(t *testing.T, r session.Registry) {
+	ctx := t.Context()
+	base, p := ids()
+	owner := session.Session{UserID: base + 1, Key: p + "k", Server: p + "c1", ConnID: "1"}
+	thief := session.Session{UserID: base + 2, Key: p + "k", Server: p + "c2", ConnID: "2"}
+	must(t, r.Add(ctx, owner))
+	if err := r.Add(ctx, thief); !errors.Is(err, session.ErrKeyInUse) {
+		t.Fatalf("Add of another user's key: %v, want ErrKeyInUse", err)
+	}
+	must(t, r.Touch(ctx, thief))
+	uid, srv, ok, err := r.KeyOwner(ctx, owner.Key)
+	must(t, err)
+	if !ok || uid != owner.UserID || srv != owner.Server {
+		t.Fatalf("KeyOwner = %d %q %v, want the first user's", uid, srv, ok)
+	}
+	ks, err := r.KeyServers(ctx, []string{owner.Key})
+	must(t, err)
+	if ks[owner.Key] != owner.Server {
+		t.Fatalf("KeyServers = %v", ks)
+	}
+	got, err := r.UserSessions(ctx, []int64{thief.UserID})
+	must(t, err)
+	if len(got) != 0 {
+		t.Fatalf("the refused user has sessions: %+v", got)
+	}
+	// Once the owner is gone the key is free.
+	removed, err := r.Remove(ctx, owner.UserID, owner.Key, owner.Server, owner.ConnID)
+	must(t, err)
+	if !removed {
+		t.Fatal("Remove of the owner failed")
+	}
+	must(t, r.Add(ctx, thief))
+}
+
 func testTouch(t *testing.T, r session.Registry) {
 	ctx := t.Context()
 	base, p := ids()
 	u := base + 1
-	s := session.Session{UserID: u, Key: p + "k", Server: p + "c1", Platform: "pc"}
+	s := session.Session{UserID: u, Key: p + "k", Server: p + "c1", Platform: "pc", ConnID: "1"}
 	must(t, r.Add(ctx, s))
 	must(t, r.Touch(ctx, s))
 	got, err := r.UserSessions(ctx, []int64{u})
@@ -205,7 +278,7 @@ func testTouch(t *testing.T, r session.Registry) {
 		t.Fatalf("Touch did not add an unknown session: %q %v", srv, ok)
 	}
 	// Touch from a server the key has moved away from changes nothing.
-	moved := session.Session{UserID: u, Key: p + "k", Server: p + "c3", Platform: "pc"}
+	moved := session.Session{UserID: u, Key: p + "k", Server: p + "c3", Platform: "pc", ConnID: "3"}
 	must(t, r.Add(ctx, moved))
 	must(t, r.Touch(ctx, s))
 	_, srv, ok, err = r.KeyOwner(ctx, s.Key)
@@ -348,6 +421,35 @@ func testAddRoomBeforeReport(t *testing.T, r session.Registry) {
 	}
 }
 
+// testMarkDuringReport: a room joined (AddRoom) after the comet took its
+// report's snapshot but before the report arrives survives the report; a
+// mark older than the snapshot does not.
+func testMarkDuringReport(t *testing.T, r session.Registry) {
+	ctx := t.Context()
+	_, p := ids()
+	srv := p + "c"
+	must(t, r.SetServer(ctx, session.ServerInfo{Name: srv}, nil))
+	must(t, r.AddRoom(ctx, srv, p+"joined"))
+	// The snapshot was taken well before the join (an hour covers any clock).
+	taken := time.Now().Add(-time.Hour)
+	must(t, r.SetServer(ctx, session.ServerInfo{Name: srv, TakenAt: taken}, map[string]int32{p + "other": 1}))
+	if got := roomServers(t, r, p+"joined"); !equalSet(got, []string{srv}) {
+		t.Fatalf("RoomServers(joined) after an older report = %v, want [%s]", got, srv)
+	}
+	// A report whose snapshot is later than the join decides.
+	must(t, r.SetServer(ctx, session.ServerInfo{Name: srv, TakenAt: time.Now().Add(time.Hour)}, map[string]int32{p + "other": 1}))
+	if got := roomServers(t, r, p+"joined"); len(got) != 0 {
+		t.Fatalf("RoomServers(joined) after a newer report without it = %v, want none", got)
+	}
+	// A room of the last report that empties and fills again between two
+	// snapshots is marked again.
+	must(t, r.AddRoom(ctx, srv, p+"other"))
+	must(t, r.SetServer(ctx, session.ServerInfo{Name: srv, TakenAt: taken}, nil))
+	if got := roomServers(t, r, p+"other"); !equalSet(got, []string{srv}) {
+		t.Fatalf("RoomServers(other) = %v, want [%s]", got, srv)
+	}
+}
+
 func equalSet(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -376,7 +478,7 @@ func testConcurrent(t *testing.T, r session.Registry) {
 			defer wg.Done()
 			for i := range users {
 				uid := base + int64(i)
-				s := session.Session{UserID: uid, Key: fmt.Sprintf("%sk%d-%d", p, i, w), Server: fmt.Sprintf("%sc%d", p, w%3)}
+				s := session.Session{UserID: uid, Key: fmt.Sprintf("%sk%d-%d", p, i, w), Server: fmt.Sprintf("%sc%d", p, w%3), ConnID: strconv.Itoa(w)}
 				if err := r.Add(ctx, s); err != nil {
 					t.Error(err)
 					return
@@ -386,7 +488,7 @@ func testConcurrent(t *testing.T, r session.Registry) {
 					return
 				}
 				if w%2 == 1 { // odd workers remove what they added
-					if ok, err := r.Remove(ctx, uid, s.Key, s.Server); err != nil || !ok {
+					if ok, err := r.Remove(ctx, uid, s.Key, s.Server, s.ConnID); err != nil || !ok {
 						t.Errorf("Remove: %v %v", ok, err)
 						return
 					}

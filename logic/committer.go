@@ -1,0 +1,348 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/goimdev/goim/internal/bus"
+	"github.com/goimdev/goim/internal/pushmsg"
+	"github.com/goimdev/goim/internal/store"
+	"github.com/goimdev/goim/protocol"
+)
+
+// Group commit (docs/messaging.md "Group commit").
+//
+// Every send validates on its caller's goroutine, then hands its message to
+// the committer and waits. The committer goroutine takes the first waiting
+// message, drains whatever else is waiting (up to CommitMaxBatch) without
+// waiting for more, and stores the lot with one AppendMessages call: one
+// transaction. While that commit runs, new sends queue up and form the next
+// batch, so the batch size follows the load (a lone message is committed at
+// once; under load one commit carries many) with no timer. Each waiter is
+// completed with its own AppendResult only after AppendMessages returned,
+// so a SendAck always means durable.
+//
+// The committed batches go, in commit order, to the fan-out goroutine,
+// which looks up the recipients' sessions and publishes the Op 22 message
+// events on the bus: events of one conversation are published in seq
+// order, and a slow session lookup delays events, never commits.
+
+// errCommitterClosed refuses sends after Close.
+var errCommitterClosed = errors.New("logic: message committer closed")
+
+// commitReq is one message waiting for its commit.
+type commitReq struct {
+	msg *store.Message
+	// Event fan-out: every participant's online devices but the sending
+	// connection (sender, key).
+	recipients []int64
+	key        string
+
+	done chan struct{} // closed when res / err are set
+	res  store.AppendResult
+	err  error // the whole batch failed
+}
+
+// committer owns the commit and fan-out goroutines. They start with the
+// first message and stop at Close.
+type committer struct {
+	s       *Service
+	mu      sync.RWMutex // held for reading while submitting; Close takes it for writing
+	started atomic.Bool
+	closed  bool
+	in      chan *commitReq
+	out     chan []*commitReq // committed batches, in commit order, to fan-out
+	wg      sync.WaitGroup
+}
+
+func (c *committer) init(s *Service) {
+	c.s = s
+	c.in = make(chan *commitReq, 4*s.cfg.CommitMaxBatch)
+	c.out = make(chan []*commitReq, 256)
+}
+
+// start starts the goroutines once (with c.mu held for writing).
+func (c *committer) startLocked() {
+	if c.started.Load() || c.closed {
+		return
+	}
+	c.started.Store(true)
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.run() }()
+	go func() { defer c.wg.Done(); c.fanout() }()
+}
+
+// submit queues r and waits for its commit. An error means r's outcome is
+// unknown to the caller (closed, or ctx done while queued or committing):
+// the client retries with the same client_msg_id.
+func (c *committer) submit(ctx context.Context, r *commitReq) error {
+	if !c.started.Load() {
+		c.mu.Lock()
+		c.startLocked()
+		c.mu.Unlock()
+	}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errCommitterClosed
+	}
+	select {
+	case c.in <- r:
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return ctx.Err()
+	}
+	c.mu.RUnlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops accepting messages, commits those queued, publishes their
+// events and waits for both goroutines.
+func (c *committer) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	started := c.started.Load()
+	c.mu.Unlock()
+	if started {
+		close(c.in)
+		c.wg.Wait()
+	}
+}
+
+// run is the commit loop.
+func (c *committer) run() {
+	defer close(c.out)
+	maxBatch := c.s.cfg.CommitMaxBatch
+	batch := make([]*commitReq, 0, maxBatch)
+	prev := 0 // the size of the previous batch
+	for first := range c.in {
+		batch = append(batch[:0], first)
+		for yields := 0; ; yields++ {
+			c.drain(&batch, maxBatch)
+			// The senders completed by the previous commit are likely
+			// coming back with their next message: while the batch is
+			// smaller than the previous one, let them run (a yield, not a
+			// sleep: it costs microseconds, a commit a hundred or more).
+			if len(batch) >= prev || len(batch) >= maxBatch || yields == maxYields {
+				break
+			}
+			runtime.Gosched()
+		}
+		prev = len(batch)
+		if done := c.commit(batch); len(done) > 0 {
+			c.out <- done
+		}
+	}
+}
+
+// maxYields bounds the yields of the committer before one commit.
+const maxYields = 2
+
+// drain appends the waiting requests to batch, up to maxBatch, without
+// waiting.
+func (c *committer) drain(batch *[]*commitReq, maxBatch int) {
+	for len(*batch) < maxBatch {
+		select {
+		case r, ok := <-c.in:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+		default:
+			return
+		}
+	}
+}
+
+// commit stores one batch, completes its waiters and returns the requests
+// whose message was stored now (not duplicates or refusals), for fan-out.
+func (c *committer) commit(batch []*commitReq) []*commitReq {
+	msgs := make([]*store.Message, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.msg
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.CommitTimeout)
+	start := time.Now()
+	res, err := c.s.msgs.AppendMessages(ctx, msgs)
+	cancel()
+	commitSeconds.Observe(time.Since(start).Seconds())
+	commitBatchSize.Observe(float64(len(batch)))
+	if err == nil && len(res) != len(batch) {
+		err = errors.New("logic: AppendMessages returned a result count that does not match the batch")
+	}
+	if err != nil {
+		commitErrors.Inc()
+		c.s.log.Error("message commit failed: every message of the batch is refused with unavailable", "messages", len(batch), "err", err)
+		for _, r := range batch {
+			r.err = err
+			close(r.done)
+		}
+		return nil
+	}
+	var stored []*commitReq
+	for i, r := range batch {
+		r.res = res[i]
+		if r.res.Err == nil && !r.res.Duplicate {
+			stored = append(stored, r)
+		}
+		close(r.done)
+	}
+	return stored
+}
+
+// fanout publishes the message events of the committed batches in order.
+// It merges the batches waiting for it so that one session lookup serves
+// many messages.
+func (c *committer) fanout() {
+	for b := range c.out {
+		reqs := b
+	drain:
+		for len(reqs) < 4*c.s.cfg.CommitMaxBatch {
+			select {
+			case more, ok := <-c.out:
+				if !ok {
+					break drain
+				}
+				reqs = append(reqs, more...)
+			default:
+				break drain
+			}
+		}
+		c.s.publishMessages(reqs)
+	}
+}
+
+// publishMessages publishes the Op 22 message event of each request to
+// the online devices of its recipients but the sending connection.
+func (s *Service) publishMessages(reqs []*commitReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), sideEffectTimeout)
+	defer cancel()
+	var users []int64
+	for _, r := range reqs {
+		users = append(users, r.recipients...)
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	if len(users) == 0 {
+		return
+	}
+	sessions, err := s.sessions.UserSessions(ctx, users)
+	if err != nil {
+		eventErrors.Inc()
+		s.log.Warn("message events not published: session lookup failed (clients recover by Sync)", "messages", len(reqs), "err", err)
+		return
+	}
+	var out []bus.Message
+	groups := make(map[string][]string)
+	for _, r := range reqs {
+		clear(groups)
+		for _, u := range r.recipients {
+			for _, ss := range sessions[u] {
+				if u == r.msg.SenderID && ss.Key == r.key {
+					continue // the sending connection gets the SendAck
+				}
+				groups[ss.Server] = append(groups[ss.Server], ss.Key)
+			}
+		}
+		if len(groups) == 0 {
+			continue
+		}
+		body, err := sonic.Marshal(messageEvent{Type: evMessage, Message: toMessageJSON(r.msg)})
+		if err != nil {
+			eventErrors.Inc()
+			s.log.Error("message event not encoded", "msg_id", r.msg.ID, "err", err)
+			continue
+		}
+		out = appendPushes(out, groups, body)
+	}
+	if len(out) == 0 {
+		return
+	}
+	if err := s.bus.Publish(ctx, out...); err != nil {
+		eventErrors.Inc()
+		s.log.Warn("message events not published: bus failed (clients recover by Sync)", "messages", len(reqs), "err", err)
+		return
+	}
+	events.WithLabelValues(evMessage).Add(float64(len(reqs)))
+}
+
+// appendPushes appends one Keys push of body per comet (sorted by name,
+// keyed by it so that pushes to one device keep their order).
+func appendPushes(out []bus.Message, groups map[string][]string, body []byte) []bus.Message {
+	servers := make([]string, 0, len(groups))
+	for srv := range groups {
+		servers = append(servers, srv)
+	}
+	slices.Sort(servers)
+	for _, srv := range servers {
+		m := pushmsg.Msg{Type: pushmsg.Keys, Operation: protocol.OpEvent, Server: srv, Keys: groups[srv], Body: body}
+		out = append(out, bus.Message{Topic: bus.TopicPush, Key: srv, Value: m.Marshal()})
+	}
+	return out
+}
+
+// emitExcept is emit (events.go) without the device (exceptUser,
+// exceptKey): the connection that caused the event.
+func (s *Service) emitExcept(ctx context.Context, typ string, users []int64, exceptUser int64, exceptKey string, ev any) {
+	if len(users) == 0 {
+		return
+	}
+	users = slices.Clone(users)
+	slices.Sort(users)
+	users = slices.Compact(users)
+	sessions, err := s.sessions.UserSessions(ctx, users)
+	if err != nil {
+		eventErrors.Inc()
+		s.log.Warn("event not published: session lookup failed", "type", typ, "users", len(users), "err", err)
+		return
+	}
+	groups := make(map[string][]string)
+	for _, u := range users {
+		for _, ss := range sessions[u] {
+			if u == exceptUser && ss.Key == exceptKey {
+				continue
+			}
+			groups[ss.Server] = append(groups[ss.Server], ss.Key)
+		}
+	}
+	if len(groups) == 0 {
+		return
+	}
+	body, err := sonic.Marshal(ev)
+	if err != nil {
+		eventErrors.Inc()
+		s.log.Error("event not encoded", "type", typ, "err", err)
+		return
+	}
+	if err := s.bus.Publish(ctx, appendPushes(nil, groups, body)...); err != nil {
+		eventErrors.Inc()
+		s.log.Warn("event not published: bus failed", "type", typ, "users", len(users), "err", err)
+		return
+	}
+	events.WithLabelValues(typ).Inc()
+}
+
+// Close stops the message committer: sends still queued are committed
+// and their events published; later sends are refused with unavailable.
+// Call it after the comets and the HTTP server stopped calling the service
+// and before closing the store. It is safe to call more than once.
+func (s *Service) Close() error {
+	s.commit.close()
+	return nil
+}
