@@ -68,7 +68,7 @@ func (c *committer) init(s *Service) {
 	c.out = make(chan []*commitReq, 256)
 }
 
-// start starts the goroutines once (with c.mu held for writing).
+// startLocked starts the goroutines once (c.mu held for writing).
 func (c *committer) startLocked() {
 	if c.started.Load() || c.closed {
 		return
@@ -177,10 +177,15 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 	for i, r := range batch {
 		msgs[i] = r.msg
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.CommitTimeout)
 	start := time.Now()
-	res, err := c.s.msgs.AppendMessages(ctx, msgs)
-	cancel()
+	res, err := c.append(msgs)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// A failed batch stored nothing: one retry is safe (and a
+		// transient failure, e.g. a MySQL deadlock between logic
+		// processes, then costs no client a retry).
+		commitRetries.Inc()
+		res, err = c.append(msgs)
+	}
 	commitSeconds.Observe(time.Since(start).Seconds())
 	commitBatchSize.Observe(float64(len(batch)))
 	if err == nil && len(res) != len(batch) {
@@ -204,6 +209,13 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 		close(r.done)
 	}
 	return stored
+}
+
+// append runs one AppendMessages bounded by CommitTimeout.
+func (c *committer) append(msgs []*store.Message) ([]store.AppendResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.CommitTimeout)
+	defer cancel()
+	return c.s.msgs.AppendMessages(ctx, msgs)
 }
 
 // fanout publishes the message events of the committed batches in order.

@@ -189,6 +189,22 @@ func testConcurrentSenders(t *testing.T, e *env) {
 		return b
 	})
 	check("pair", pseqs, n)
+	// a's and b's devices get every pair message once, in seq order, but
+	// the ones sent on themselves (goroutines 0 and 1 use their keys).
+	c.all = nil
+	evs = c.waitFor(t, "pair events", func(evs []event) bool { return countType(evs, evMessage) >= 2*(n-each) })
+	got = byKey(evs)
+	for _, k := range keys[:2] {
+		var seqs []int64
+		for _, b := range got[k] {
+			if b["type"] == evMessage {
+				seqs = append(seqs, numTB(t, msgOf(t, b)["seq"]))
+			}
+		}
+		if len(seqs) != n-each || !slices.IsSorted(seqs) || len(slices.Compact(slices.Clone(seqs))) != n-each {
+			t.Fatalf("device %s got %d pair events (want %d, each once, in seq order): %v", k, len(seqs), n-each, seqs)
+		}
+	}
 	msgs, more, err := e.svc.msgs.Messages(context.Background(), store.PairConversationID(a.id, b.id), 0, 0, store.MaxPageLimit)
 	if err != nil || more || len(msgs) != n {
 		t.Fatalf("pair messages: %d, more %v, err %v", len(msgs), more, err)
@@ -575,6 +591,18 @@ func testTyping(t *testing.T, e *env) {
 	}
 	if c, err := e.svc.msgs.Conversation(context.Background(), conv); err != nil || c.MaxSeq != 1 {
 		t.Fatalf("typing stored something: %+v %v", c, err)
+	}
+	// A blocked user's typing does not reach the blocker.
+	e.ok(t, bob, http.StatusNoContent, "PUT", path("/api/v1/blocks/%d", alice.id), nil)
+	e.svc.now = func() time.Time { return time.Now().Add(time.Minute) } // past the typing interval
+	defer func() { e.svc.now = time.Now }()
+	e.receive(t, alice, a1, protocol.OpTyping, map[string]any{"conversation_id": conv})
+	e.receive(t, bob, b1, protocol.OpTyping, map[string]any{"conversation_id": conv})
+	c.all = nil
+	evs = c.waitFor(t, "bob's typing", func(evs []event) bool { return countType(evs, evTyping) >= 2 })
+	got = byKey(evs)
+	if len(got[b1]) != 0 || len(got[a1]) != 1 || len(got[a2]) != 1 {
+		t.Fatalf("typing after a block: %v", got)
 	}
 }
 

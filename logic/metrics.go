@@ -70,6 +70,10 @@ var (
 		Name: "goim_logic_commit_errors_total",
 		Help: "Group commits that failed (every message of the batch answered unavailable).",
 	})
+	commitRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_logic_commit_retries_total",
+		Help: "Group commits retried once after a failure (nothing was stored by the failed attempt).",
+	})
 	typingDropped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "goim_logic_typing_dropped_total",
 		Help: "Typing packets dropped (rate limit, not a participant, malformed).",

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
@@ -120,7 +121,7 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 		return sendAckJSON{}, "", refuse(protocol.CodeBadRequest, "invalid SendReq: "+err.Error())
 	}
 	// The body is only valid during the call: keep copies.
-	cmid := string([]byte(req.ClientMsgID))
+	cmid := strings.Clone(req.ClientMsgID)
 	if cerr := s.checkSendReq(sender, &req, cmid); cerr != nil {
 		if len(cmid) > store.MaxClientMsgIDLen || !utf8.ValidString(cmid) {
 			cmid = ""

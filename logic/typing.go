@@ -39,6 +39,13 @@ func (s *Service) opTyping(ctx context.Context, req *comet.ReceiveRequest) (*pro
 		return nil, nil
 	}
 	others := []int64{a, b}
+	if kind == store.ConversationPair {
+		peer := a + b - req.UserID
+		if blocked, err := s.checker.IsBlocked(ctx, peer, req.UserID); err != nil || blocked {
+			typingDropped.Inc()
+			return nil, nil
+		}
+	}
 	if kind == store.ConversationGroup {
 		members, err := s.groupMembers(ctx, a)
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 // and it shrinks back once drained.
 const (
 	readBufInit   = 512
+	readBufBusy   = 16 << 10 // largest buffer grown for a stream of small packets
 	readBufShrink = 64 << 10
 	// maxPacket bounds one server packet or WebSocket message (a big Op 9
 	// batch); larger is treated as a broken stream.
@@ -43,17 +44,24 @@ type client struct {
 	wmu  sync.Mutex
 	done atomic.Bool // set when the worker closes it on purpose
 	dead atomic.Bool // set when its reader has ended
+	// lastHB is when the last heartbeat was written (unix ns).
+	lastHB atomic.Int64
 
 	// read state, owned by the reader goroutine
 	buf        []byte
 	start, end int
 	now        int64  // receive time of the last read, unix nanos
+	lastRead   int    // bytes returned by the last read
+	grow       bool   // the last read filled the buffer
 	wsMsg      []byte // WebSocket continuation frames being assembled
-	lastSeq    int64
-	record     bool // record push latencies of this connection
+	seqs       seqWindow
+	record     bool  // record push latencies of this connection
+	hist       *Hist // where (a shard of the worker's latency histogram)
+	pending    int64 // deliveries of the current read not yet published
 
 	delivered  atomic.Int64
-	outOfOrder atomic.Int64
+	reordered  atomic.Int64
+	duplicates atomic.Int64
 	firstRecv  atomic.Int64 // receive time of the first delivery since reset
 	lastRecv   atomic.Int64 // receive time of the newest delivery
 }
@@ -316,12 +324,22 @@ func (c *client) wsHeader() (hdrLen, payloadLen int, fin bool, op ws.OpCode, err
 	}
 }
 
-// fill makes room for need bytes from c.start and reads once.
+// fill makes room for need bytes from c.start and reads once. The buffer
+// doubles (up to readBufBusy) after a read that filled it, so that a
+// connection receiving a stream of pushes reads many per syscall, and goes
+// back to readBufInit once it is drained after a small read.
 func (c *client) fill(need int) error {
 	if c.start == c.end {
 		c.start, c.end = 0, 0
-		if c.buf == nil || (len(c.buf) > readBufShrink && need <= readBufInit) {
+		switch {
+		case c.buf == nil:
 			c.buf = make([]byte, max(readBufInit, need))
+		case len(c.buf) > readBufShrink && need <= readBufInit:
+			c.buf = make([]byte, readBufInit) // a big packet passed
+		case c.grow && len(c.buf) < readBufBusy:
+			c.buf = make([]byte, max(2*len(c.buf), need))
+		case !c.grow && len(c.buf) > readBufInit && c.lastRead < len(c.buf)/8 && need <= readBufInit:
+			c.buf = make([]byte, readBufInit) // the burst is over
 		}
 	}
 	if need > len(c.buf)-c.start || c.end == len(c.buf) {
@@ -334,9 +352,12 @@ func (c *client) fill(need int) error {
 		}
 		c.start = 0
 	}
+	space := len(c.buf) - c.end
 	n, err := c.nc.Read(c.buf[c.end:])
 	c.now = time.Now().UnixNano()
 	c.end += n
+	c.lastRead = n
+	c.grow = n == space
 	if n > 0 {
 		return nil
 	}
@@ -366,4 +387,55 @@ func ParsePayload(b []byte) (sentUnixNano, seq int64, ok bool) {
 		return 0, 0, false
 	}
 	return int64(binary.BigEndian.Uint64(b[0:8])), int64(binary.BigEndian.Uint64(b[8:16])), true
+}
+
+// seqWindowBits is how far back (in sequence numbers) a connection can tell
+// a duplicate from a late delivery.
+const seqWindowBits = 1024
+
+// seqWindow remembers which of the last seqWindowBits sequence numbers a
+// connection received.
+type seqWindow struct {
+	high int64 // highest sequence number seen; 0: none yet
+	bits [seqWindowBits / 64]uint64
+}
+
+// Seq classifications.
+const (
+	seqInOrder = iota
+	seqReordered
+	seqDuplicate
+	seqTooOld // below the window: neither checked nor recorded
+)
+
+// add records seq and classifies it.
+func (w *seqWindow) add(seq int64) int {
+	bit := func(s int64) (int, uint64) {
+		i := uint64(s) % seqWindowBits
+		return int(i / 64), 1 << (i % 64)
+	}
+	switch {
+	case seq > w.high:
+		if seq-w.high >= seqWindowBits || w.high == 0 {
+			clear(w.bits[:])
+		} else {
+			for s := w.high + 1; s < seq; s++ {
+				i, m := bit(s)
+				w.bits[i] &^= m
+			}
+		}
+		i, m := bit(seq)
+		w.bits[i] |= m
+		w.high = seq
+		return seqInOrder
+	case w.high-seq >= seqWindowBits:
+		return seqTooOld
+	default:
+		i, m := bit(seq)
+		if w.bits[i]&m != 0 {
+			return seqDuplicate
+		}
+		w.bits[i] |= m
+		return seqReordered
+	}
 }

@@ -103,17 +103,18 @@ func TestPoolAgainstFakeComet(t *testing.T) {
 				s, err = pool.Stats(ctx, false)
 				return err == nil && s.Delivered >= 5*n, fmt.Sprintf("%d delivered, err %v", s.Delivered, err)
 			})
-			if s.Delivered != 5*n || s.Latency.Count != 5*n || s.OutOfOrder != 0 {
-				t.Fatalf("delivered %d latency count %d out of order %d, want %d, %d, 0", s.Delivered, s.Latency.Count, s.OutOfOrder, 5*n, 5*n)
+			if s.Delivered != 5*n || s.Latency.Count != 5*n || s.Reordered != 0 || s.Duplicates != 0 {
+				t.Fatalf("delivered %d latency count %d reordered %d duplicates %d, want %d, %d, 0, 0", s.Delivered, s.Latency.Count, s.Reordered, s.Duplicates, 5*n, 5*n)
 			}
 			if s.FirstRecvUnixNano == 0 || s.LastRecvUnixNano < s.FirstRecvUnixNano {
 				t.Fatalf("receive times first %d last %d", s.FirstRecvUnixNano, s.LastRecvUnixNano)
 			}
-			// A repeated sequence number is counted as out of order.
-			srv.push("live://bench", 1000, false, payload(5))
+			// A repeated sequence number is a duplicate; a skipped one
+			// arriving late is reordered.
+			srv.push("live://bench", 1000, false, payload(5), payload(7), payload(6))
 			waitFor(t, "duplicate", 10*time.Second, func() (bool, string) {
 				s, err = pool.Stats(ctx, false)
-				return err == nil && s.OutOfOrder == n, fmt.Sprintf("%d out of order", s.OutOfOrder)
+				return err == nil && s.Duplicates == n && s.Reordered == n, fmt.Sprintf("%d duplicates %d reordered", s.Duplicates, s.Reordered)
 			})
 
 			// Reset zeroes the delivery counters, not the connection ones.
@@ -266,6 +267,7 @@ func TestReason(t *testing.T) {
 		{fmt.Errorf("auth read: %w", os.ErrDeadlineExceeded), "auth read: timeout"},
 		{fmt.Errorf("%w: slow_consumer", errRefused), "auth refused: slow_consumer"},
 		{nil, "eof"},
+		{&net.OpError{Op: "read", Net: "tcp", Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5}, Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "read: connection reset by peer"},
 		{errors.New("weird: thing happened"), "weird: thing happened"},
 		{net.ErrClosed, "closed"},
 	}
@@ -314,5 +316,29 @@ func TestProcStats(t *testing.T) {
 	}
 	if _, err := ReadRSS(1 << 30); err == nil {
 		t.Fatal("RSS of a missing process")
+	}
+}
+
+func TestSeqWindow(t *testing.T) {
+	tests := []struct {
+		name string
+		seqs []int64
+		want []int
+	}{
+		{"in order", []int64{1, 2, 3, 5}, []int{seqInOrder, seqInOrder, seqInOrder, seqInOrder}},
+		{"reordered", []int64{1, 3, 2, 4}, []int{seqInOrder, seqInOrder, seqReordered, seqInOrder}},
+		{"duplicates", []int64{1, 2, 2, 1, 3, 2}, []int{seqInOrder, seqInOrder, seqDuplicate, seqDuplicate, seqInOrder, seqDuplicate}},
+		{"jump clears", []int64{5, 5000, 5, 4999, 5000, 3977, 3976}, []int{seqInOrder, seqInOrder, seqTooOld, seqReordered, seqDuplicate, seqReordered, seqTooOld}},
+		{"wrap", []int64{1, 1025, 1, 1026, 2}, []int{seqInOrder, seqInOrder, seqTooOld, seqInOrder, seqTooOld}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w seqWindow
+			for i, s := range tt.seqs {
+				if got := w.add(s); got != tt.want[i] {
+					t.Fatalf("add(%d) #%d = %d, want %d", s, i, got, tt.want[i])
+				}
+			}
+		})
 	}
 }

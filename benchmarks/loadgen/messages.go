@@ -90,9 +90,12 @@ type Stats struct {
 	Disconnects map[string]int64 `json:"disconnects,omitempty"`
 	// Delivered counts business-op packets (op >= 1000) received.
 	Delivered int64 `json:"delivered"`
-	// OutOfOrder counts deliveries whose sequence number was not above the
-	// previous one on the same connection (duplicates or reordering).
-	OutOfOrder int64 `json:"out_of_order"`
+	// Reordered counts deliveries whose sequence number is below one the
+	// connection already received (expected when the pusher has several
+	// requests in flight); Duplicates those it had already received (within
+	// the last 1024 sequence numbers). Delivered includes both.
+	Reordered  int64 `json:"reordered"`
+	Duplicates int64 `json:"duplicates"`
 	// LastRecvUnixNano is the receive time of the newest delivery.
 	LastRecvUnixNano int64 `json:"last_recv_unix_nano,omitempty"`
 	// FirstRecvUnixNano is the receive time of the oldest delivery since
@@ -103,6 +106,14 @@ type Stats struct {
 	HeartbeatsSent   int64 `json:"heartbeats_sent"`
 	HeartbeatReplies int64 `json:"heartbeat_replies"`
 	HeartbeatErrors  int64 `json:"heartbeat_errors"`
+	// HeartbeatMS is the heartbeat interval in use (the server's announced
+	// heartbeat_s unless overridden); the largest over workers.
+	HeartbeatMS int64 `json:"heartbeat_ms"`
+	// HeartbeatLagMS is, since the last reset, the most a heartbeat was
+	// written later than one interval after the previous one (a CPU-starved
+	// worker shows here; the server cuts at 3 intervals); the largest over
+	// workers.
+	HeartbeatLagMS int64 `json:"heartbeat_lag_ms"`
 	// OtherPackets counts packets of any other op.
 	OtherPackets int64 `json:"other_packets"`
 	// Latency is the push-to-receive latency histogram (nanoseconds).
@@ -125,7 +136,8 @@ func (s *Stats) Add(o Stats) {
 	s.Errors = addCounts(s.Errors, o.Errors)
 	s.Disconnects = addCounts(s.Disconnects, o.Disconnects)
 	s.Delivered += o.Delivered
-	s.OutOfOrder += o.OutOfOrder
+	s.Reordered += o.Reordered
+	s.Duplicates += o.Duplicates
 	s.LastRecvUnixNano = max(s.LastRecvUnixNano, o.LastRecvUnixNano)
 	if o.FirstRecvUnixNano != 0 && (s.FirstRecvUnixNano == 0 || o.FirstRecvUnixNano < s.FirstRecvUnixNano) {
 		s.FirstRecvUnixNano = o.FirstRecvUnixNano
@@ -133,6 +145,8 @@ func (s *Stats) Add(o Stats) {
 	s.HeartbeatsSent += o.HeartbeatsSent
 	s.HeartbeatReplies += o.HeartbeatReplies
 	s.HeartbeatErrors += o.HeartbeatErrors
+	s.HeartbeatMS = max(s.HeartbeatMS, o.HeartbeatMS)
+	s.HeartbeatLagMS = max(s.HeartbeatLagMS, o.HeartbeatLagMS)
 	s.OtherPackets += o.OtherPackets
 	s.Latency = mergeSnapshots(s.Latency, o.Latency)
 	s.HandshakeLatency = mergeSnapshots(s.HandshakeLatency, o.HandshakeLatency)

@@ -69,3 +69,47 @@ func procPath(pid int, file string) string {
 	}
 	return "/proc/" + strconv.Itoa(pid) + "/" + file
 }
+
+// MachineCPU is a reading of the machine-wide CPU counters of /proc/stat.
+type MachineCPU struct {
+	Busy, Total int64 // clock ticks over all cores
+	// IRQ is the hard and soft interrupt time, part of Busy. It is charged
+	// to no process: loopback TCP delivery lands here.
+	IRQ int64
+}
+
+// ReadMachineCPU reads the aggregate "cpu" line of /proc/stat: busy is
+// user+nice+system+irq+softirq+steal, total adds idle and iowait.
+func ReadMachineCPU() (MachineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, fmt.Errorf("machine cpu: %w", err)
+	}
+	line, _, _ := bytes.Cut(b, []byte{'\n'})
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return MachineCPU{}, errors.New("machine cpu: unexpected /proc/stat")
+	}
+	var v [8]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(string(f[i+1]), 10, 64); err != nil {
+			return MachineCPU{}, fmt.Errorf("machine cpu: %w", err)
+		}
+	}
+	// user nice system idle iowait irq softirq steal
+	busy := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	return MachineCPU{Busy: busy, Total: busy + v[3] + v[4], IRQ: v[5] + v[6]}, nil
+}
+
+// ReadLoadAvg returns the 1-minute load average.
+func ReadLoadAvg() (float64, error) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, err
+	}
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return 0, errors.New("empty /proc/loadavg")
+	}
+	return strconv.ParseFloat(string(f[0]), 64)
+}

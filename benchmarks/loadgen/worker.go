@@ -45,8 +45,11 @@ type Worker struct {
 	attempted, authed, failed, open, closed atomic.Int64
 	hbSent, hbReplies, hbErrors, other      atomic.Int64
 	heartbeat                               atomic.Int64 // interval in ns, 0 until known
+	hbLag                                   atomic.Int64 // latest heartbeat's lateness in ns since reset
 
-	latency   *Hist
+	// latency is sharded by connection so that readers on different cores
+	// rarely write the same cache lines.
+	latency   [latencyShards]*Hist
 	handshake *Hist
 
 	readers sync.WaitGroup
@@ -57,8 +60,15 @@ func NewWorker(id int, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{id: id, log: log, errs: map[string]int64{}, discs: map[string]int64{}, latency: NewHist(), handshake: NewHist()}
+	w := &Worker{id: id, log: log, errs: map[string]int64{}, discs: map[string]int64{}, handshake: NewHist()}
+	for i := range w.latency {
+		w.latency[i] = NewHist()
+	}
+	return w
 }
+
+// latencyShards is the number of latency histograms per worker.
+const latencyShards = 8
 
 // Connect opens one authenticated connection per user id of spec at the
 // spec's rate and returns when every handshake has ended (success or
@@ -162,11 +172,13 @@ func (w *Worker) run(ctx context.Context, spec *ConnectSpec, iss *auth.Issuer, u
 	if hb > 0 && w.heartbeat.CompareAndSwap(0, int64(hb)) {
 		w.startHeartbeats(spec)
 	}
+	c.lastHB.Store(time.Now().UnixNano()) // the auth counts as traffic
 	w.mu.Lock()
 	c.idx = len(w.conns)
 	w.conns = append(w.conns, c)
 	w.mu.Unlock()
 	c.record = true
+	c.hist = w.latency[c.idx%latencyShards]
 	w.authed.Add(1)
 	w.open.Add(1)
 	release()
@@ -203,10 +215,25 @@ func (w *Worker) readLoop(c *client) {
 			if err != nil {
 				break
 			}
-			continue
+		} else {
+			w.handle(c, p)
 		}
-		w.handle(c, p)
+		if !c.buffered() {
+			// The read is consumed: publish its deliveries once.
+			if c.pending > 0 {
+				c.delivered.Add(c.pending)
+				c.pending = 0
+				c.lastRecv.Store(c.now)
+				if c.firstRecv.Load() == 0 {
+					c.firstRecv.Store(c.now)
+				}
+			}
+			if hb := w.heartbeat.Load(); hb > 0 {
+				w.maybeHeartbeat(c, c.now, hb)
+			}
+		}
 	}
+	c.delivered.Add(c.pending)
 	c.dead.Store(true)
 	w.open.Add(-1)
 	c.nc.Close()
@@ -220,20 +247,18 @@ func (w *Worker) handle(c *client, p protocol.Packet) {
 	switch {
 	case p.Op >= protocol.OpBusinessMin:
 		sent, seq, ok := ParsePayload(p.Body)
-		c.delivered.Add(1)
-		c.lastRecv.Store(c.now)
-		if c.firstRecv.Load() == 0 {
-			c.firstRecv.Store(c.now)
-		}
+		c.pending++
 		if !ok {
 			return
 		}
-		if seq <= c.lastSeq {
-			c.outOfOrder.Add(1)
+		switch c.seqs.add(seq) {
+		case seqReordered, seqTooOld:
+			c.reordered.Add(1)
+		case seqDuplicate:
+			c.duplicates.Add(1)
 		}
-		c.lastSeq = seq
 		if c.record {
-			w.latency.Record(c.now - sent)
+			c.hist.Record(c.now - sent)
 		}
 	case p.Op == protocol.OpHeartbeatReply:
 		w.hbReplies.Add(1)
@@ -260,23 +285,59 @@ func (w *Worker) startHeartbeats(spec *ConnectSpec) {
 	if interval <= 0 || w.hbStop != nil {
 		return
 	}
-	pkt := protocol.Encode(protocol.Packet{Ver: protocol.Version, Op: protocol.OpHeartbeat})
-	if spec.Transport == TransportWS {
-		pkt, _ = ws.CompileFrame(ws.MaskFrame(ws.NewBinaryFrame(pkt)))
-	}
 	w.hbStop, w.hbDone = make(chan struct{}), make(chan struct{})
-	go w.heartbeatLoop(interval, pkt, w.hbStop, w.hbDone)
+	go w.heartbeatLoop(interval, w.hbStop, w.hbDone)
 }
 
-// heartbeatLoop writes pkt to every open connection once per interval,
-// spread over the interval in slots of one tick.
-func (w *Worker) heartbeatLoop(interval time.Duration, pkt []byte, stop, done chan struct{}) {
+// Heartbeat packets: the TCP packet and the masked WebSocket frame.
+var (
+	hbTCP = protocol.Encode(protocol.Packet{Ver: protocol.Version, Op: protocol.OpHeartbeat})
+	hbWS  = func() []byte {
+		b, err := ws.CompileFrame(ws.MaskFrame(ws.NewBinaryFrame(hbTCP)))
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}()
+)
+
+// maybeHeartbeat writes a heartbeat on c if its last one is at least
+// interval old. Both the connection's reader (after a read, so a busy
+// connection heartbeats on time even when the worker is CPU-starved) and
+// the heartbeat loop (for idle connections) call it; the CAS on lastHB
+// makes one of them win.
+func (w *Worker) maybeHeartbeat(c *client, now, interval int64) {
+	last := c.lastHB.Load()
+	if now-last < interval || !c.lastHB.CompareAndSwap(last, now) {
+		return
+	}
+	if late := now - last - interval; late > 0 {
+		for {
+			cur := w.hbLag.Load()
+			if late <= cur || w.hbLag.CompareAndSwap(cur, late) {
+				break
+			}
+		}
+	}
+	pkt := hbTCP
+	if c.ws {
+		pkt = hbWS
+	}
+	if err := c.writeRaw(pkt); err != nil {
+		w.hbErrors.Add(1)
+		return
+	}
+	w.hbSent.Add(1)
+}
+
+// heartbeatLoop heartbeats, every tick, each open connection whose last
+// heartbeat is at least interval old. A late tick catches up by itself.
+func (w *Worker) heartbeatLoop(interval time.Duration, stop, done chan struct{}) {
 	defer close(done)
 	tick := min(time.Second, max(interval/10, 10*time.Millisecond))
-	slots := max(int(interval/tick), 1)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	for n := 0; ; n++ {
+	for {
 		select {
 		case <-stop:
 			return
@@ -285,16 +346,11 @@ func (w *Worker) heartbeatLoop(interval time.Duration, pkt []byte, stop, done ch
 		w.mu.Lock()
 		conns := w.conns
 		w.mu.Unlock()
-		for i := n % slots; i < len(conns); i += slots {
-			c := conns[i]
+		for _, c := range conns {
 			if c.dead.Load() || c.done.Load() {
 				continue
 			}
-			if err := c.writeRaw(pkt); err != nil {
-				w.hbErrors.Add(1)
-				continue
-			}
-			w.hbSent.Add(1)
+			w.maybeHeartbeat(c, time.Now().UnixNano(), int64(interval))
 		}
 	}
 }
@@ -316,27 +372,38 @@ func (w *Worker) Stats(reset bool) Stats {
 	s.Open, s.Closed = w.open.Load(), w.closed.Load()
 	s.HeartbeatsSent, s.HeartbeatReplies, s.HeartbeatErrors = w.hbSent.Load(), w.hbReplies.Load(), w.hbErrors.Load()
 	s.OtherPackets = w.other.Load()
+	s.HeartbeatMS = time.Duration(w.heartbeat.Load()).Milliseconds()
 	for _, c := range conns {
 		if reset {
 			s.Delivered += c.delivered.Swap(0)
-			s.OutOfOrder += c.outOfOrder.Swap(0)
+			s.Reordered += c.reordered.Swap(0)
+			s.Duplicates += c.duplicates.Swap(0)
 			s.LastRecvUnixNano = max(s.LastRecvUnixNano, c.lastRecv.Swap(0))
 			if f := c.firstRecv.Swap(0); f != 0 && (s.FirstRecvUnixNano == 0 || f < s.FirstRecvUnixNano) {
 				s.FirstRecvUnixNano = f
 			}
 		} else {
 			s.Delivered += c.delivered.Load()
-			s.OutOfOrder += c.outOfOrder.Load()
+			s.Reordered += c.reordered.Load()
+			s.Duplicates += c.duplicates.Load()
 			s.LastRecvUnixNano = max(s.LastRecvUnixNano, c.lastRecv.Load())
 			if f := c.firstRecv.Load(); f != 0 && (s.FirstRecvUnixNano == 0 || f < s.FirstRecvUnixNano) {
 				s.FirstRecvUnixNano = f
 			}
 		}
 	}
-	s.Latency = w.latency.Snapshot()
+	lat := NewHist()
+	for _, h := range w.latency {
+		lat.Merge(h)
+		if reset {
+			h.Reset()
+		}
+	}
+	s.Latency = lat.Snapshot()
 	s.HandshakeLatency = w.handshake.Snapshot()
+	s.HeartbeatLagMS = time.Duration(w.hbLag.Load()).Milliseconds()
 	if reset {
-		w.latency.Reset()
+		w.hbLag.Store(0)
 	}
 	if rss, err := ReadRSS(0); err == nil {
 		s.RSSBytes = rss
@@ -386,6 +453,10 @@ func reason(err error) string {
 		return "eof"
 	}
 	stage, _, hasStage := strings.Cut(err.Error(), ":")
+	var oe *net.OpError
+	if errors.As(err, &oe) && err.Error() == oe.Error() {
+		stage = oe.Op // a bare net error: its message starts with addresses
+	}
 	if errors.Is(err, errRefused) {
 		return err.Error()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"time"
 
 	"github.com/goimdev/goim/benchmarks/loadgen"
@@ -64,6 +65,7 @@ type ConnsSummary struct {
 	RSSPerConnBytes Spread `json:"rss_per_conn_bytes"`
 	ConnectRate     Spread `json:"connect_rate"`
 	IdleCPUPercent  Spread `json:"idle_cpu_percent"`
+	OtherCPUPercent Spread `json:"other_cpu_percent"`
 	Goroutines      Spread `json:"goroutines"`
 }
 
@@ -98,11 +100,23 @@ type ConnsRun struct {
 	// IdleCPUPercent is the server's CPU use over the settle window, in
 	// percent of one core; -1 when unknown.
 	IdleCPUPercent float64 `json:"idle_cpu_percent"`
-	SettleSeconds  float64 `json:"settle_seconds"`
+	// WorkerCPUPercent is the workers' summed CPU over the same window;
+	// IRQCPUPercent the machine's interrupt time (charged to no process;
+	// loopback TCP delivery lands here); OtherCPUPercent the rest of the
+	// machine's busy CPU (other processes: a noisy machine shows here).
+	// LoadAvg is the 1-minute load average at the end.
+	WorkerCPUPercent float64 `json:"worker_cpu_percent"`
+	IRQCPUPercent    float64 `json:"irq_cpu_percent"`
+	OtherCPUPercent  float64 `json:"other_cpu_percent"`
+	LoadAvg          float64 `json:"load_avg"`
+	SettleSeconds    float64 `json:"settle_seconds"`
 	// Heartbeats written by the clients and answered by the server during
 	// the whole run.
 	HeartbeatsSent   int64 `json:"heartbeats_sent"`
 	HeartbeatReplies int64 `json:"heartbeat_replies"`
+	// HeartbeatSeconds is the interval the clients used (the server's
+	// announced heartbeat_s).
+	HeartbeatSeconds float64 `json:"heartbeat_seconds"`
 	// WorkerRSSBytes is the sum of the workers' RSS after settling.
 	WorkerRSSBytes int64 `json:"worker_rss_bytes"`
 	// ServerMetrics are selected /metrics values after settling.
@@ -116,7 +130,7 @@ type ConnsRun struct {
 // and stops the server.
 func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Pool) (ConnsRun, error) {
 	cfg.setDefaults()
-	run := ConnsRun{Requested: cfg.N, IdleCPUPercent: -1}
+	run := ConnsRun{Requested: cfg.N, IdleCPUPercent: -1, WorkerCPUPercent: -1}
 	if cfg.N > len(tgt.UserIDs) {
 		return run, fmt.Errorf("conns: %d connections need %d users, have %d", cfg.N, cfg.N, len(tgt.UserIDs))
 	}
@@ -154,7 +168,7 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 
 	// Settle: idle connections heartbeating; measure the server's CPU over
 	// the window and its RSS at the end.
-	cpu := startCPU(tgt.PID)
+	cpu, wcpu, dcpu, mcpu := startCPU(tgt.PID), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
 	settleStart := time.Now()
 	sampleGap := time.Second
 	wait := cfg.Settle - time.Duration(cfg.Samples-1)*sampleGap
@@ -173,7 +187,14 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 		}
 		run.RSSPerConnBytes = SpreadOf(perConn)
 	}
-	run.IdleCPUPercent = cpu.percent()
+	run.IdleCPUPercent, run.WorkerCPUPercent = cpu.percent(), wcpu.percent()
+	run.OtherCPUPercent, run.IRQCPUPercent = -1, -1
+	if tgt.PID != os.Getpid() {
+		busy, irq := mcpu.percent()
+		run.IRQCPUPercent = irq
+		run.OtherCPUPercent = otherCPU(busy, run.IdleCPUPercent, run.WorkerCPUPercent, dcpu.percent(), irq)
+	}
+	run.LoadAvg, _ = loadgen.ReadLoadAvg()
 	run.SettleSeconds = time.Since(settleStart).Seconds()
 	if m, err := ScrapeMetrics(ctx, tgt.HTTPAddr); err == nil {
 		run.Goroutines = m["go_goroutines"]
@@ -183,18 +204,29 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 	if err != nil {
 		return run, fmt.Errorf("conns: stats: %w", err)
 	}
+	// Heartbeats written just before the snapshot may still be in flight:
+	// give their replies a moment before calling any missing.
+	for deadline := time.Now().Add(3 * time.Second); st.HeartbeatReplies < st.HeartbeatsSent && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		later, err := pool.Stats(ctx, false)
+		if err != nil {
+			return run, fmt.Errorf("conns: stats: %w", err)
+		}
+		st.HeartbeatReplies = min(later.HeartbeatReplies, st.HeartbeatsSent)
+	}
 	run.OpenAfterSettle = st.Open
 	run.ClosedByServer = st.Closed
 	run.Disconnects = st.Disconnects
 	run.Errors = st.Errors
 	run.HeartbeatsSent, run.HeartbeatReplies = st.HeartbeatsSent, st.HeartbeatReplies
+	run.HeartbeatSeconds = float64(st.HeartbeatMS) / 1000
 	run.WorkerRSSBytes = st.RSSBytes
 	return run, nil
 }
 
 // Summarize fills the summary from the runs.
 func (r *ConnsResult) Summarize() {
-	var rss, rate, cpu, gr []float64
+	var rss, rate, cpu, other, gr []float64
 	for _, run := range r.Runs {
 		if run.RSSPerConnBytes.N > 0 {
 			rss = append(rss, run.RSSPerConnBytes.Median)
@@ -203,9 +235,13 @@ func (r *ConnsResult) Summarize() {
 		if run.IdleCPUPercent >= 0 {
 			cpu = append(cpu, run.IdleCPUPercent)
 		}
+		if run.OtherCPUPercent >= 0 {
+			other = append(other, run.OtherCPUPercent)
+		}
 		gr = append(gr, run.Goroutines)
 	}
-	r.Summary = ConnsSummary{RSSPerConnBytes: SpreadOf(rss), ConnectRate: SpreadOf(rate), IdleCPUPercent: SpreadOf(cpu), Goroutines: SpreadOf(gr)}
+	r.Summary = ConnsSummary{RSSPerConnBytes: SpreadOf(rss), ConnectRate: SpreadOf(rate), IdleCPUPercent: SpreadOf(cpu),
+		OtherCPUPercent: SpreadOf(other), Goroutines: SpreadOf(gr)}
 }
 
 // Check returns the anomalies of a run: failed handshakes, connections the

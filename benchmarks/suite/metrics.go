@@ -18,9 +18,11 @@ var keptMetrics = []string{"go_goroutines", "go_threads", "go_memstats_heap_inus
 	"process_resident_memory_bytes", "process_open_fds", "goim_"}
 
 // ScrapeMetrics fetches GET /metrics and returns, per metric name kept
-// (keptMetrics), the sum of its samples over all label sets. Histogram and
-// summary series (_bucket, quantile lines) are skipped; their _sum and
-// _count are kept.
+// (keptMetrics), the sum of its samples over all label sets; for goim_*
+// metrics with labels each series is also kept under its full name
+// (`goim_comet_closes_total{code="slow_consumer"}`). Histogram and summary
+// series (_bucket, quantile lines) are skipped; their _sum and _count are
+// kept.
 func ScrapeMetrics(ctx context.Context, httpAddr string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -56,7 +58,9 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 		if !kept(name) || strings.HasSuffix(name, "_bucket") || strings.Contains(rest, "quantile=") {
 			continue
 		}
+		series := ""
 		if j := strings.LastIndexByte(rest, '}'); j >= 0 {
+			series = name + rest[:j+1]
 			rest = rest[j+1:]
 		}
 		f := strings.Fields(rest)
@@ -68,6 +72,9 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 			continue
 		}
 		out[name] += v
+		if series != "" && strings.HasPrefix(name, "goim_") {
+			out[series] += v
+		}
 	}
 	return out, sc.Err()
 }
@@ -139,4 +146,107 @@ func round1(f float64) float64 {
 		return f
 	}
 	return float64(int64(f*10+0.5)) / 10
+}
+
+// cpuMeters measures the summed CPU use of several processes.
+type cpuMeters []cpuMeter
+
+func startCPUs(pids []int) cpuMeters {
+	var ms cpuMeters
+	for _, pid := range pids {
+		ms = append(ms, startCPU(pid))
+	}
+	return ms
+}
+
+// percent returns the summed CPU use in percent of one core, or -1 if any
+// process could not be read (or there are none).
+func (ms cpuMeters) percent() float64 {
+	if len(ms) == 0 {
+		return -1
+	}
+	var sum float64
+	for _, m := range ms {
+		p := m.percent()
+		if p < 0 {
+			return -1
+		}
+		sum += p
+	}
+	return round1(sum)
+}
+
+// diffCounts returns after - before per key, without zero entries.
+func diffCounts(before, after map[string]int64) map[string]int64 {
+	var out map[string]int64
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// metricsDelta returns, for every goim_* series, after - before for
+// counters (_total, _sum, _count) and the after value for gauges; zero
+// entries are left out.
+func metricsDelta(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if !strings.HasPrefix(k, "goim_") {
+			continue
+		}
+		name, _, _ := strings.Cut(k, "{")
+		if strings.HasSuffix(name, "_total") || strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") {
+			v -= before[k]
+		}
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// machineMeter measures the whole machine's busy CPU over a window.
+type machineMeter struct {
+	start loadgen.MachineCPU
+	t     time.Time
+	ok    bool
+}
+
+func startMachine() machineMeter {
+	m, err := loadgen.ReadMachineCPU()
+	return machineMeter{start: m, t: time.Now(), ok: err == nil}
+}
+
+// percent returns the machine's busy CPU since start and the interrupt
+// part of it, in percent of one core (all cores busy = 100 x cores), or -1.
+func (m machineMeter) percent() (busy, irq float64) {
+	if !m.ok {
+		return -1, -1
+	}
+	now, err := loadgen.ReadMachineCPU()
+	wall := time.Since(m.t).Seconds()
+	if err != nil || wall <= 0 {
+		return -1, -1
+	}
+	pc := func(ticks int64) float64 { return round1(float64(ticks) / loadgen.ClockTicks / wall * 100) }
+	return pc(now.Busy - m.start.Busy), pc(now.IRQ - m.start.IRQ)
+}
+
+// otherCPU returns machine - sum(ours), or -1 if any is unknown.
+func otherCPU(machine float64, ours ...float64) float64 {
+	if machine < 0 {
+		return -1
+	}
+	for _, o := range ours {
+		if o < 0 {
+			return -1
+		}
+		machine -= o
+	}
+	return round1(max(machine, 0))
 }

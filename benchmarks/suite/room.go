@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/goimdev/goim/benchmarks/loadgen"
@@ -108,7 +110,8 @@ type RoomStep struct {
 	Receivers int64 `json:"receivers"`
 	Expected  int64 `json:"expected"`
 	Delivered int64 `json:"delivered"`
-	// Loss = Expected - Delivered (negative: duplicates).
+	// Delivered counts distinct deliveries (duplicates excluded);
+	// Loss = Expected - Delivered.
 	Loss    int64   `json:"loss"`
 	LossPct float64 `json:"loss_pct"`
 	// DeliveriesPerSec = Delivered / (last delivery - first push).
@@ -123,13 +126,41 @@ type RoomStep struct {
 	// ClosedByServer the connections that ended.
 	Disconnects    map[string]int64 `json:"disconnects,omitempty"`
 	ClosedByServer int64            `json:"closed_by_server"`
-	OutOfOrder     int64            `json:"out_of_order"`
+	// Reordered deliveries arrived after a higher sequence number (normal
+	// with Concurrency > 1: concurrent requests reach the server in any
+	// order); Duplicates were received twice by one connection.
+	Reordered  int64 `json:"reordered"`
+	Duplicates int64 `json:"duplicates"`
 	// DrainTimedOut is set when deliveries were still missing at the end.
 	DrainTimedOut bool `json:"drain_timed_out,omitempty"`
 	// ServerCPUPercent is the server's CPU over the step (one core = 100);
 	// ServerRSSBytes its RSS at the end.
 	ServerCPUPercent float64 `json:"server_cpu_percent"`
 	ServerRSSBytes   int64   `json:"server_rss_bytes,omitempty"`
+	// WorkerCPUPercent and DriverCPUPercent are the load generator's own
+	// CPU over the step (workers summed; the driver runs the pusher): on a
+	// small machine they compete with the server for the same cores.
+	WorkerCPUPercent float64 `json:"worker_cpu_percent"`
+	DriverCPUPercent float64 `json:"driver_cpu_percent"`
+	// IRQCPUPercent is the machine's interrupt time (charged to no
+	// process; loopback TCP delivery lands here); OtherCPUPercent the rest
+	// of the machine's busy CPU (other processes); LoadAvg the 1-minute
+	// load average at the end.
+	IRQCPUPercent   float64 `json:"irq_cpu_percent"`
+	OtherCPUPercent float64 `json:"other_cpu_percent"`
+	LoadAvg         float64 `json:"load_avg"`
+	// CloseReasons are the client-side reasons of the connections that
+	// ended during the step (e.g. "closed: eof").
+	CloseReasons map[string]int64 `json:"close_reasons,omitempty"`
+	// Heartbeats written and answered during the step, failed heartbeat
+	// writes, and the heartbeat loop's worst lag (ms).
+	HeartbeatsSent   int64 `json:"heartbeats_sent"`
+	HeartbeatReplies int64 `json:"heartbeat_replies"`
+	HeartbeatErrors  int64 `json:"heartbeat_errors,omitempty"`
+	HeartbeatLagMS   int64 `json:"heartbeat_lag_ms"`
+	// ServerMetrics are the server's goim_* counters over the step
+	// (after - before; gauges: the value after).
+	ServerMetrics map[string]float64 `json:"server_metrics,omitempty"`
 	// WorkerRSSBytes is the sum of the workers' RSS at the end.
 	WorkerRSSBytes int64 `json:"worker_rss_bytes"`
 }
@@ -218,7 +249,8 @@ func runRoomStep(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.
 		return step, err
 	}
 	step.Receivers = before.Open
-	cpu := startCPU(tgt.PID)
+	mBefore, _ := ScrapeMetrics(ctx, tgt.HTTPAddr)
+	cpu, wcpu, dcpu, mcpu := startCPU(tgt.PID), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
 	p := *push
 	p.Rate, p.Duration = rate, cfg.Duration
 
@@ -266,12 +298,19 @@ func runRoomStep(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.
 	if err != nil {
 		return step, err
 	}
-	step.ServerCPUPercent = cpu.percent()
+	step.ServerCPUPercent, step.WorkerCPUPercent, step.DriverCPUPercent = cpu.percent(), wcpu.percent(), dcpu.percent()
+	busy, irq := mcpu.percent()
+	step.IRQCPUPercent = irq
+	step.OtherCPUPercent = otherCPU(busy, step.ServerCPUPercent, step.WorkerCPUPercent, step.DriverCPUPercent, irq)
+	if tgt.PID == os.Getpid() { // in-process server: the driver figure is the server's
+		step.DriverCPUPercent, step.OtherCPUPercent = -1, -1
+	}
+	step.LoadAvg, _ = loadgen.ReadLoadAvg()
 	if tgt.PID > 0 {
 		step.ServerRSSBytes, _ = loadgen.ReadRSS(tgt.PID)
 	}
-	step.Delivered = st.Delivered
-	step.Loss = step.Expected - st.Delivered
+	step.Delivered = st.Delivered - st.Duplicates
+	step.Loss = step.Expected - step.Delivered
 	if step.Expected > 0 {
 		step.LossPct = math.Round(float64(step.Loss)/float64(step.Expected)*1e6) / 1e4
 	}
@@ -282,8 +321,16 @@ func runRoomStep(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.
 	step.Latency = histSummary(st.Latency)
 	step.Disconnects = st.Disconnects
 	step.ClosedByServer = st.Closed - before.Closed
-	step.OutOfOrder = st.OutOfOrder
+	step.Reordered, step.Duplicates = st.Reordered, st.Duplicates
 	step.WorkerRSSBytes = st.RSSBytes
+	step.CloseReasons = diffCounts(before.Errors, st.Errors)
+	step.HeartbeatsSent = st.HeartbeatsSent - before.HeartbeatsSent
+	step.HeartbeatReplies = st.HeartbeatReplies - before.HeartbeatReplies
+	step.HeartbeatErrors = st.HeartbeatErrors - before.HeartbeatErrors
+	step.HeartbeatLagMS = st.HeartbeatLagMS
+	if mAfter, err := ScrapeMetrics(ctx, tgt.HTTPAddr); err == nil && mBefore != nil {
+		step.ServerMetrics = metricsDelta(mBefore, mAfter)
+	}
 	return step, nil
 }
 
@@ -325,8 +372,8 @@ func (r *RoomResult) Check() []string {
 	}
 	for _, s := range r.Steps {
 		if s.Loss != 0 {
-			notes = append(notes, fmt.Sprintf("rate %g/s: %d of %d deliveries missing (%.4f%%); Op 6 codes %v, %d connections closed by the server",
-				s.Rate, s.Loss, s.Expected, s.LossPct, s.Disconnects, s.ClosedByServer))
+			notes = append(notes, fmt.Sprintf("rate %g/s: %d of %d deliveries missing (%.4f%%); Op 6 codes received %v, %d connections closed by the server (client-side reasons %v; server-side closes %v)",
+				s.Rate, s.Loss, s.Expected, s.LossPct, s.Disconnects, s.ClosedByServer, s.CloseReasons, s.serverCloses()))
 		}
 		if s.PushErrors > 0 {
 			notes = append(notes, fmt.Sprintf("rate %g/s: %d push API errors %v", s.Rate, s.PushErrors, s.PushErrorKinds))
@@ -334,12 +381,27 @@ func (r *RoomResult) Check() []string {
 		if s.AchievedRate < s.Rate*0.95 {
 			notes = append(notes, fmt.Sprintf("rate %g/s: the pusher achieved only %.1f/s", s.Rate, s.AchievedRate))
 		}
-		if s.OutOfOrder > 0 {
-			notes = append(notes, fmt.Sprintf("rate %g/s: %d deliveries out of order or duplicated", s.Rate, s.OutOfOrder))
+		if s.Duplicates > 0 {
+			notes = append(notes, fmt.Sprintf("rate %g/s: %d deliveries duplicated", s.Rate, s.Duplicates))
+		}
+		if s.Reordered > 0 && r.Config.Concurrency == 1 {
+			notes = append(notes, fmt.Sprintf("rate %g/s: %d deliveries out of order with one push in flight", s.Rate, s.Reordered))
 		}
 	}
 	if r.Stop != nil && (r.Stop.Killed || r.Stop.Exit != "0") {
 		notes = append(notes, fmt.Sprintf("server stop: exit %s after %.1fs (killed: %v)", r.Stop.Exit, r.Stop.Seconds, r.Stop.Killed))
 	}
 	return notes
+}
+
+// serverCloses returns the server's goim_comet_closes_total series of the
+// step, by label set.
+func (s RoomStep) serverCloses() map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range s.ServerMetrics {
+		if rest, ok := strings.CutPrefix(k, "goim_comet_closes_total{"); ok {
+			out[strings.TrimSuffix(rest, "}")] = v
+		}
+	}
+	return out
 }

@@ -59,6 +59,9 @@ type ServerSpec struct {
 	ExtraArgs []string
 	// ReadyTimeout bounds the wait for /readyz (default 60s).
 	ReadyTimeout time.Duration
+	// KeepLog, if set, is a file the server log is copied to when the
+	// server stops (the temporary data directory is removed).
+	KeepLog string
 }
 
 // Server is a `goim standalone` started by goim-bench.
@@ -68,6 +71,7 @@ type Server struct {
 	LogPath string
 
 	cmd     *exec.Cmd
+	keepLog string
 	logFile *os.File
 	dataDir string
 	tempDir bool
@@ -112,7 +116,7 @@ func StartServer(ctx context.Context, spec ServerSpec) (s *Server, err error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("server binary: %w (build it with `go build -o bin/goim ./cmd/goim`)", err)
 	}
-	s = &Server{dataDir: spec.DataDir, exited: make(chan struct{})}
+	s = &Server{dataDir: spec.DataDir, keepLog: spec.KeepLog, exited: make(chan struct{})}
 	if s.dataDir == "" {
 		if s.dataDir, err = os.MkdirTemp("", "goim-bench-*"); err != nil {
 			return nil, err
@@ -260,11 +264,18 @@ func (s *Server) LogTail(n int64) string {
 func (s *Server) cleanup() {
 	if s.logFile != nil {
 		s.logFile.Close()
+		s.logFile = nil
+		if s.keepLog != "" {
+			if b, err := os.ReadFile(s.LogPath); err == nil {
+				if err := os.MkdirAll(filepath.Dir(s.keepLog), 0o755); err == nil {
+					_ = os.WriteFile(s.keepLog, b, 0o644)
+				}
+			}
+		}
 	}
 	if s.tempDir {
-		// Keep the log of a failed run next to the results? It is printed
-		// on failure; the directory goes.
 		os.RemoveAll(s.dataDir)
+		s.tempDir = false
 	}
 }
 

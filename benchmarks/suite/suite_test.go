@@ -140,6 +140,7 @@ http_requests_total 7
 	want := map[string]float64{
 		"go_goroutines": 42, "process_resident_memory_bytes": 12345000,
 		"goim_comet_connections": 15, "goim_comet_push_seconds_sum": 1.5, "goim_comet_push_seconds_count": 3,
+		`goim_comet_connections{transport="tcp"}`: 10, `goim_comet_connections{transport="ws"}`: 5,
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("got %v\nwant %v", m, want)
@@ -149,14 +150,23 @@ http_requests_total 7
 func TestRenderAndReplace(t *testing.T) {
 	md := RenderMarkdown(sampleResults())
 	for _, want := range []string{
-		"| 2026-03-01 10:00 | M1 | tcp | 15000 | 2 | 4.00 / 4.15 / 4.30 | 2995 | 3.0 | 41 | 1 |",
-		"| 2026-03-01 11:00 | M1 | tcp | 15000 | 10 | 100 | 149000 | 1500000 | 0 | 0.850 | 4.2 | 9.0 | 12.0 | 40.0 | - |",
-		"| n/a | slow_consumer=1 |",
+		"| 2026-03-01 10:00 | M1 | tcp | 15000 | 2 | 4.00 / 4.15 / 4.30 | 2995 | 3.0 | 0.0 | 41 | 1 |",
+		"| 2026-03-01 11:00 | M1 | tcp | 15000 | 10 | 100 | 149000 | 1500000 | 0 | 0.850 | 4.2 | 9.0 | 12.0 | 40.0 | 0.0 | 0.0 | 0.0 | 0 | - |",
+		"| n/a | 0.0 | 0.0 | 0.0 | 0 | slow_consumer=1 |",
+		"| 15000 | 100 | 1000 |",
 		"- M1: ",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "spread over runs") {
+		t.Fatal("a spread table for single runs")
+	}
+	two := append(sampleResults(), sampleResults()[1])
+	if md := RenderMarkdown(two); !strings.Contains(md, "| M1 | tcp | 15000 | 10 | 2 | 149000 / 149000 / 149000 | 0.850 / 0.850 / 0.850 | 4.2 / 4.2 / 4.2 | 0 |") ||
+		!strings.Contains(md, "| M1 | tcp | 15000 | 100 | 2 |") {
+		t.Errorf("spread table missing:\n%s", md)
 	}
 	doc := "# Bench\nintro\n" + ReadmeBegin + "\nold tables\n" + ReadmeEnd + "\ntail\n"
 	out, err := ReplaceBetweenMarkers([]byte(doc), "NEW")
@@ -168,5 +178,15 @@ func TestRenderAndReplace(t *testing.T) {
 	}
 	if _, err := ReplaceBetweenMarkers([]byte("no markers"), "x"); err == nil {
 		t.Fatal("missing markers accepted")
+	}
+}
+
+func TestMetricsDelta(t *testing.T) {
+	before := map[string]float64{"goim_comet_closes_total": 2, `goim_comet_closes_total{code="eof"}`: 2, "goim_comet_connections": 9, "go_goroutines": 5}
+	after := map[string]float64{"goim_comet_closes_total": 5, `goim_comet_closes_total{code="eof"}`: 2, `goim_comet_closes_total{code="slow_consumer"}`: 3,
+		"goim_comet_connections": 7, "go_goroutines": 9}
+	want := map[string]float64{"goim_comet_closes_total": 3, `goim_comet_closes_total{code="slow_consumer"}`: 3, "goim_comet_connections": 7}
+	if got := metricsDelta(before, after); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

@@ -177,4 +177,3 @@ func TestSIGKILLKeepsAckedMessages(t *testing.T) {
 	}
 	t.Logf("%d acknowledged before SIGKILL, %d stored", len(got), maxSeq)
 }
-

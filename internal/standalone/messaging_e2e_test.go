@@ -181,3 +181,45 @@ func testMessagingEndToEnd(t *testing.T, s *Server) {
 		t.Fatalf("carol's first event %+v, want bob's message", ev.Message)
 	}
 }
+
+// TestPipelinedSendsKeepOrder writes 30 Op 4 packets in one TCP write
+// without waiting: their SendAcks come back in order with consecutive
+// seqs in the order sent.
+func TestPipelinedSendsKeepOrder(t *testing.T) {
+	s := startServer(t)
+	alice, bob := newUser(t, s, "palice"), newUser(t, s, "pbob")
+	c := rawDial(t, s, "tcp", "")
+	c.auth(alice.token, "")
+	const n = 30
+	var stream []byte
+	for i := range n {
+		body, _ := json.Marshal(textReq(fmt.Sprint("pipe-", i), bob.id, 0, fmt.Sprint("message ", i)))
+		stream = append(stream, frame(protocol.OpSendMsg, int32(100+i), body)...)
+	}
+	c.write(stream)
+	var got []int64
+	for len(got) < n {
+		pkts, ok := c.readMessage()
+		if !ok {
+			t.Fatal("connection closed")
+		}
+		for _, p := range pkts {
+			if p.op != protocol.OpSendMsgReply {
+				continue
+			}
+			var ack struct {
+				Code        any    `json:"code"`
+				Seq         int64  `json:"seq"`
+				ClientMsgID string `json:"client_msg_id"`
+			}
+			if err := json.Unmarshal(p.body, &ack); err != nil || fmt.Sprint(ack.Code) != "0" {
+				t.Fatalf("ack %s: %v", p.body, err)
+			}
+			i := len(got)
+			if p.seq != int32(100+i) || ack.ClientMsgID != fmt.Sprint("pipe-", i) || ack.Seq != int64(i+1) {
+				t.Fatalf("reply %d: packet seq %d, ack %+v; want packet seq %d, seq %d", i, p.seq, ack, 100+i, i+1)
+			}
+			got = append(got, ack.Seq)
+		}
+	}
+}

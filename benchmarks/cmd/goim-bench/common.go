@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +37,16 @@ type commonFlags struct {
 	secret, users          string
 	adminKey               string
 
-	out    string
-	noSave bool
+	out       string
+	noSave    bool
+	logDir    string
+	quietLoad float64
+	quietWait time.Duration
+	// runs counts sessions opened, naming the kept server logs.
+	runs int
+	// scenario names the kept server logs.
+	scenario string
+	started  time.Time
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet, defaultN int) {
@@ -63,6 +72,9 @@ func (f *commonFlags) register(fs *flag.FlagSet, defaultN int) {
 
 	fs.StringVar(&f.out, "out", "benchmarks/results", "directory of the JSON result")
 	fs.BoolVar(&f.noSave, "no-save", false, "do not write the JSON result")
+	fs.Float64Var(&f.quietLoad, "quiet-load", 0, "before each run, wait until the 1-minute load average is below this (0: do not wait); for shared machines")
+	fs.DurationVar(&f.quietWait, "quiet-wait", 15*time.Minute, "longest wait for -quiet-load")
+	fs.StringVar(&f.logDir, "server-log-dir", filepath.Join(os.TempDir(), "goim-bench-logs"), "where the started server's log is kept after it stops")
 }
 
 func (f *commonFlags) validate() error {
@@ -101,6 +113,9 @@ type session struct {
 }
 
 func (f *commonFlags) open(ctx context.Context, stderr io.Writer) (s *session, err error) {
+	if err := f.waitQuiet(ctx, stderr); err != nil {
+		return nil, err
+	}
 	s = &session{stderr: stderr}
 	if f.httpAddr != "" {
 		s.target = suite.Target{TCPAddr: f.addr, WSAddr: f.wsAddr, HTTPAddr: f.httpAddr, PID: f.pid,
@@ -114,15 +129,17 @@ func (f *commonFlags) open(ctx context.Context, stderr io.Writer) (s *session, e
 		}
 	} else {
 		fmt.Fprintf(stderr, "starting %s standalone with %d seeded users...\n", f.server, f.n)
+		f.runs++
+		keep := filepath.Join(f.logDir, fmt.Sprintf("%s-%s-run%d.log", f.scenario, f.started.UTC().Format("20060102T150405Z"), f.runs))
 		srv, err := suite.StartServer(ctx, suite.ServerSpec{
 			Binary: f.server, Users: f.n, Heartbeat: f.heartbeat, LogLevel: f.logLevel,
-			ExtraArgs: strings.Fields(f.serverArgs),
+			ExtraArgs: strings.Fields(f.serverArgs), KeepLog: keep,
 		})
 		if err != nil {
 			return nil, err
 		}
 		s.server, s.target, s.info = srv, srv.Target, srv.Info
-		fmt.Fprintf(stderr, "server pid %d: tcp %s ws %s http %s (log %s)\n", srv.PID, srv.TCPAddr, srv.WSAddr, srv.HTTPAddr, srv.LogPath)
+		fmt.Fprintf(stderr, "server pid %d: tcp %s ws %s http %s (log kept in %s)\n", srv.PID, srv.TCPAddr, srv.WSAddr, srv.HTTPAddr, keep)
 	}
 	defer func() {
 		if err != nil {
@@ -221,4 +238,29 @@ func (f *commonFlags) finish(r *suite.Result, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\nresult: %s\n", path)
 	return nil
+}
+
+// waitQuiet waits until the load average is below -quiet-load, at most
+// -quiet-wait; past that it runs anyway (the result records the load).
+func (f *commonFlags) waitQuiet(ctx context.Context, stderr io.Writer) error {
+	if f.quietLoad <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(f.quietWait)
+	for {
+		load, err := loadgen.ReadLoadAvg()
+		if err != nil || load < f.quietLoad {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "load average still %.2f after %v; running anyway\n", load, f.quietWait)
+			return nil
+		}
+		fmt.Fprintf(stderr, "\rwaiting for a quiet machine: load average %.2f >= %.2f   ", load, f.quietLoad)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
 }

@@ -27,6 +27,7 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	res := suite.NewResult("conns", append([]string{"goim-bench", "conns"}, args...))
+	f.scenario, f.started = "conns", res.StartedAt
 	cfg := suite.ConnsConfig{N: f.n, Transport: f.transport, Rate: f.rate, Settle: *settle, Samples: *samples,
 		Room: *room, MaxInFlight: f.maxInFlight, Workers: f.poolSize(), Progress: stderr}
 	res.Conns = &suite.ConnsResult{Config: cfg}

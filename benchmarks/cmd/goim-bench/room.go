@@ -45,6 +45,7 @@ func runRoom(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errors.New("-op must be >= 1000")
 	}
 	res := suite.NewResult("room", append([]string{"goim-bench", "room"}, args...))
+	f.scenario, f.started = "room", res.StartedAt
 	cfg := suite.RoomConfig{N: f.n, Transport: f.transport, ConnectRate: f.rate, Rates: rs, Duration: *duration,
 		PayloadSize: *payload, Concurrency: *concurrency, Drain: *drain, Quiet: *quiet, Op: int32(*op),
 		RoomType: *roomType, Room: *roomName, MaxInFlight: f.maxInFlight, Workers: f.poolSize(), Progress: stderr}

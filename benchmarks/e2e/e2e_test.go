@@ -1,4 +1,4 @@
-package suite
+package e2e
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/goimdev/goim/benchmarks/loadgen"
+	"github.com/goimdev/goim/benchmarks/suite"
 	"github.com/goimdev/goim/internal/config"
 	"github.com/goimdev/goim/internal/standalone"
 	"github.com/goimdev/goim/internal/store"
@@ -19,7 +20,7 @@ import (
 // startInProcess seeds n users and starts the one-process server on
 // loopback ports. The server is this test process (PID), so RSS and CPU
 // figures are the test's own: only the code paths are checked.
-func startInProcess(t *testing.T, n int) Target {
+func startInProcess(t *testing.T, n int) suite.Target {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -43,7 +44,7 @@ func startInProcess(t *testing.T, n int) Target {
 	cfg.Comet.WSAddr = "127.0.0.1:0"
 	cfg.Comet.Heartbeat = 2 * time.Second
 	cfg.Comet.DrainWindow = -1
-	cfg.JWTSecret = RandomSecret()
+	cfg.JWTSecret = suite.RandomSecret()
 	cfg.ShutdownTimeout = 10 * time.Second
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := standalone.New(ctx, cfg, log)
@@ -60,7 +61,7 @@ func startInProcess(t *testing.T, n int) Target {
 			t.Errorf("server shutdown: %v", err)
 		}
 	})
-	return Target{
+	return suite.Target{
 		TCPAddr: srv.TCPAddr().String(), WSAddr: srv.WSAddr().String(), HTTPAddr: srv.HTTPAddr().String(),
 		PID: os.Getpid(), Secret: cfg.JWTSecret, UserIDs: ids,
 	}
@@ -86,7 +87,7 @@ func TestEndToEndConns(t *testing.T) {
 	tgt := startInProcess(t, 50)
 	pool := newPool(t, 2)
 	ctx := context.Background()
-	run, err := RunConns(ctx, ConnsConfig{N: 50, Rate: 500, Settle: 1500 * time.Millisecond, Samples: 2}, tgt, pool)
+	run, err := suite.RunConns(ctx, suite.ConnsConfig{N: 50, Rate: 500, Settle: 1500 * time.Millisecond, Samples: 2}, tgt, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +117,7 @@ func TestEndToEndRoom(t *testing.T) {
 			tgt := startInProcess(t, 20)
 			pool := newPool(t, 2)
 			ctx := context.Background()
-			res, err := RunRoom(ctx, RoomConfig{N: 20, Transport: transport, ConnectRate: 500, Rates: []float64{20},
+			res, err := suite.RunRoom(ctx, suite.RoomConfig{N: 20, Transport: transport, ConnectRate: 500, Rates: []float64{20},
 				Duration: time.Second, Drain: 20 * time.Second, Quiet: 5 * time.Second}, tgt, pool)
 			if err != nil {
 				t.Fatal(err)
@@ -128,9 +129,9 @@ func TestEndToEndRoom(t *testing.T) {
 			if s.PushesSent != 20 || s.PushErrors != 0 || s.Receivers != 20 {
 				t.Fatalf("sent %d errors %d %v receivers %d", s.PushesSent, s.PushErrors, s.PushErrorKinds, s.Receivers)
 			}
-			if s.Expected != 400 || s.Delivered != 400 || s.Loss != 0 || s.OutOfOrder != 0 || s.ClosedByServer != 0 {
-				t.Fatalf("expected %d delivered %d loss %d out of order %d closed %d disconnects %v",
-					s.Expected, s.Delivered, s.Loss, s.OutOfOrder, s.ClosedByServer, s.Disconnects)
+			if s.Expected != 400 || s.Delivered != 400 || s.Loss != 0 || s.Duplicates != 0 || s.ClosedByServer != 0 {
+				t.Fatalf("expected %d delivered %d loss %d duplicates %d closed %d disconnects %v",
+					s.Expected, s.Delivered, s.Loss, s.Duplicates, s.ClosedByServer, s.Disconnects)
 			}
 			if s.Latency.Count != 400 || s.Latency.P50US <= 0 || s.DeliveriesPerSec <= 0 {
 				t.Fatalf("latency %+v deliveries/s %v", s.Latency, s.DeliveriesPerSec)
