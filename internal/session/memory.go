@@ -96,8 +96,46 @@ type entry struct {
 
 type userShard struct {
 	mu        sync.RWMutex
-	m         map[int64]map[string]*entry
+	m         map[int64]devices
 	lastSweep time.Time
+}
+
+// devices are one user's sessions, at most one per key. A user has a
+// handful of devices: a slice costs far less per user than a map.
+type devices []*entry
+
+func (d devices) get(key string) *entry {
+	for _, e := range d {
+		if e.s.Key == key {
+			return e
+		}
+	}
+	return nil
+}
+
+// set stores e, replacing the entry with the same key.
+func (d devices) set(e *entry) devices {
+	for i, old := range d {
+		if old.s.Key == e.s.Key {
+			d[i] = e
+			return d
+		}
+	}
+	return append(d, e)
+}
+
+// del removes e itself (not another entry with its key); ok is false when e
+// is not in d.
+func (d devices) del(e *entry) (_ devices, ok bool) {
+	for i, old := range d {
+		if old == e {
+			last := len(d) - 1
+			d[i] = d[last]
+			d[last] = nil
+			return d[:last], true
+		}
+	}
+	return d, false
 }
 
 type keyShard struct {
@@ -127,7 +165,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	}
 	now := m.now()
 	for i := range m.users {
-		m.users[i].m = make(map[int64]map[string]*entry)
+		m.users[i].m = make(map[int64]devices)
 		m.users[i].lastSweep = now
 		m.keys[i].m = make(map[string]*entry)
 	}
@@ -177,12 +215,7 @@ func (m *Memory) put(us *userShard, s Session, now time.Time) bool {
 	}
 	e := &entry{s: s}
 	e.touched.Store(now.UnixNano())
-	devs := us.m[s.UserID]
-	if devs == nil {
-		devs = make(map[string]*entry, 1)
-		us.m[s.UserID] = devs
-	}
-	devs[s.Key] = e
+	us.m[s.UserID] = us.m[s.UserID].set(e)
 	ks.m[s.Key] = e
 	return true
 }
@@ -195,7 +228,7 @@ func (m *Memory) Remove(_ context.Context, userID int64, key, server, connID str
 	us := m.userShard(userID)
 	us.mu.Lock()
 	defer us.mu.Unlock()
-	e := us.m[userID][key]
+	e := us.m[userID].get(key)
 	if e == nil || e.s.Server != server || e.s.ConnID != connID {
 		return false, nil
 	}
@@ -205,11 +238,11 @@ func (m *Memory) Remove(_ context.Context, userID int64, key, server, connID str
 
 // del removes e from both maps. us.mu must be held.
 func (m *Memory) del(us *userShard, e *entry) {
-	devs := us.m[e.s.UserID]
-	if devs[e.s.Key] == e {
-		delete(devs, e.s.Key)
+	if devs, ok := us.m[e.s.UserID].del(e); ok {
 		if len(devs) == 0 {
 			delete(us.m, e.s.UserID)
+		} else {
+			us.m[e.s.UserID] = devs
 		}
 	}
 	ks := m.keyShard(e.s.Key)
@@ -232,7 +265,7 @@ func (m *Memory) Touch(_ context.Context, s Session) error {
 	now := m.now()
 	us := m.userShard(s.UserID)
 	us.mu.RLock()
-	e := us.m[s.UserID][s.Key]
+	e := us.m[s.UserID].get(s.Key)
 	if e != nil && m.live(e, now) {
 		if sameConn(e.s, s) {
 			e.touched.Store(now.UnixNano())
@@ -244,7 +277,7 @@ func (m *Memory) Touch(_ context.Context, s Session) error {
 
 	us.mu.Lock()
 	defer us.mu.Unlock()
-	e = us.m[s.UserID][s.Key]
+	e = us.m[s.UserID].get(s.Key)
 	switch {
 	case e == nil || !m.live(e, now):
 		m.put(us, s, now) // refused (false) when another user holds the key
@@ -266,13 +299,17 @@ func (m *Memory) maybeSweep(us *userShard, now time.Time) {
 	}
 	us.lastSweep = now
 	n := 0
+	var dead []*entry
 	for _, devs := range us.m {
 		for _, e := range devs {
 			if !m.live(e, now) {
-				m.del(us, e)
-				n++
+				dead = append(dead, e)
 			}
 		}
+	}
+	for _, e := range dead {
+		m.del(us, e)
+		n++
 	}
 	if n > 0 {
 		memExpired.WithLabelValues("session").Add(float64(n))
