@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -527,7 +528,9 @@ func (s *Server) drain(ctx context.Context) error {
 			window = max(half, 0)
 		}
 	}
-	conns := s.wheel.each(nil)
+	// Connections already closing get no Op 6 and take no share of the
+	// window (a drain right after clients left must not wait it out).
+	conns := slices.DeleteFunc(s.wheel.each(nil), func(c *conn) bool { return c.state.Load() >= stClosing })
 	s.log.Info("comet: draining", "conns", len(conns), "window", window)
 	start := time.Now()
 	for i, c := range conns {
