@@ -206,6 +206,10 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 		if r.res.Err == nil && !r.res.Duplicate {
 			stored = append(stored, r)
 		}
+	}
+	// Before the acks: a page read after a SendAck sees the message.
+	c.s.cacheCommitted(stored)
+	for _, r := range batch {
 		close(r.done)
 	}
 	return stored

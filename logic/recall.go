@@ -78,6 +78,9 @@ func (s *Service) recallMessage(ctx context.Context, actor int64, msgID string) 
 	out := recallJSON{MsgID: msgID, ConversationID: recalled.ConversationID, Seq: recalled.Seq, NoticeSeq: res.Seq}
 	ectx, cancel := afterCommit(ctx)
 	defer cancel()
+	if s.msgCache != nil {
+		s.msgCache.Recalled(ectx, recalled.ConversationID)
+	}
 	s.emitExcept(ectx, evRecall, participants, 0, "", recallEvent{
 		Type: evRecall, ConversationID: out.ConversationID, MsgID: out.MsgID, Seq: out.Seq, NoticeSeq: out.NoticeSeq, By: actor,
 	})

@@ -33,6 +33,10 @@ type Deps struct {
 	Messages store.Messages
 	// IDs generates msg ids. Nil: a generator for Config.SnowflakeNode.
 	IDs *snowflake.Generator
+	// MessageCache, when set, serves history and Sync pages of hot
+	// conversations and is told about every commit and recall (see
+	// MessageCache). Nil: the store answers every page.
+	MessageCache MessageCache
 }
 
 // Service is the logic service. It owns none of its Deps: closing them is
@@ -56,6 +60,7 @@ type Service struct {
 
 	// Messaging (send.go, committer.go).
 	msgs        store.Messages
+	msgCache    MessageCache // nil: none
 	checker     RelationChecker
 	ids         *snowflake.Generator
 	sendLimit   *tokenLimiter // nil: no limit
@@ -106,6 +111,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		}
 		s.msgs = m
 	}
+	s.msgCache = deps.MessageCache
 	s.checker = deps.Checker
 	if s.checker == nil {
 		if c, ok := deps.Cache.(RelationChecker); ok {

@@ -102,7 +102,7 @@ func (s *Service) history(ctx context.Context, user int64, convID string, after,
 	if _, _, _, cerr := s.participant(ctx, user, convID); cerr != nil {
 		return syncMessagesJSON{}, cerr
 	}
-	msgs, more, err := s.msgs.Messages(ctx, convID, after, before, clampLimit(limit, defaultPageLimit, maxPageLimit))
+	msgs, more, err := s.pageMessages(ctx, convID, after, before, clampLimit(limit, defaultPageLimit, maxPageLimit))
 	if err != nil {
 		return syncMessagesJSON{}, s.storeRefusal("messages", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/internal/msgcache"
 	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/internal/store/mysql"
@@ -73,6 +74,23 @@ type CacheConfig struct {
 	Relations relcache.Config       `yaml:"relations"`
 	Memory    relcache.MemoryConfig `yaml:"memory"`
 	Redis     relcache.RedisConfig  `yaml:"redis"`
+	// Messages configures the cache of recent messages of hot
+	// conversations (history pages), on the same driver and Redis.
+	Messages MessageCacheConfig `yaml:"messages"`
+}
+
+// MessageCacheConfig configures the recent-message cache (internal/msgcache).
+type MessageCacheConfig struct {
+	// Disabled turns the cache off: the store answers every page. Default false.
+	Disabled bool                  `yaml:"disabled"`
+	Cache    msgcache.Config       `yaml:"cache"`
+	Memory   msgcache.MemoryConfig `yaml:"memory"`
+	Redis    msgcache.RedisConfig  `yaml:"redis"`
+}
+
+// DefaultMessageCacheConfig returns the recent-message cache's defaults.
+func DefaultMessageCacheConfig() MessageCacheConfig {
+	return MessageCacheConfig{Cache: msgcache.DefaultConfig(), Memory: msgcache.DefaultMemoryConfig(), Redis: msgcache.DefaultRedisConfig()}
 }
 
 // StoreConfig selects the store of record.
@@ -95,7 +113,7 @@ func Default() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
 		Store:           StoreConfig{Driver: "sqlite", MySQL: mysql.DefaultConfig()},
-		Cache:           CacheConfig{Driver: "memory", Relations: relcache.DefaultConfig(), Memory: relcache.DefaultMemoryConfig(), Redis: relcache.DefaultRedisConfig()},
+		Cache:           CacheConfig{Driver: "memory", Relations: relcache.DefaultConfig(), Memory: relcache.DefaultMemoryConfig(), Redis: relcache.DefaultRedisConfig(), Messages: DefaultMessageCacheConfig()},
 		Comet:           comet.DefaultConfig(),
 		Logic:           logic.DefaultConfig(),
 		Job:             job.DefaultConfig(),
@@ -312,6 +330,30 @@ func (c *Config) OpenCache(src relcache.Source) (*relcache.Cache, func() error, 
 		return nil, nil, err
 	}
 	return relcache.New(backend, src, c.Cache.Relations), rdb.Close, nil
+}
+
+// OpenMessageCache builds the configured recent-message cache in front of
+// src (nil when disabled): in-process with driver memory, on
+// cache.redis_addr with driver redis (then VerifyTail is on: several logic
+// processes may write). The returned close function releases its
+// connections.
+func (c *Config) OpenMessageCache(src store.Messages) (*msgcache.Cache, func() error, error) {
+	mc := c.Cache.Messages
+	if mc.Disabled {
+		return nil, func() error { return nil }, nil
+	}
+	if c.Cache.Driver != "redis" {
+		return msgcache.New(msgcache.NewMemory(mc.Memory), src, mc.Cache), func() error { return nil }, nil
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.Cache.RedisAddr, DialTimeout: time.Second,
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, MaxRetries: 1})
+	backend, err := msgcache.NewRedis(rdb, mc.Redis)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	mc.Cache.VerifyTail = true
+	return msgcache.New(backend, src, mc.Cache), rdb.Close, nil
 }
 
 // ParseLevel parses a log level name.

@@ -22,6 +22,7 @@ import (
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/config"
+	"github.com/goimdev/goim/internal/msgcache"
 	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/session"
 	"github.com/goimdev/goim/internal/store"
@@ -44,6 +45,10 @@ type Server struct {
 	comet      *comet.Server
 	http       *http.Server
 	httpLn     net.Listener
+
+	// msgCache is the recent-message cache (nil when disabled).
+	msgCache      *msgcache.Cache
+	closeMsgCache func() error
 
 	ready    atomic.Bool
 	httpDone chan error
@@ -86,13 +91,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	}
 	s.closeCache = closeCache
 	s.cache = cache
+	var msgCache logic.MessageCache
+	if msgs, ok := s.store.(store.Messages); ok {
+		mc, closeMsgCache, err := cfg.OpenMessageCache(msgs)
+		if err != nil {
+			return nil, fmt.Errorf("message cache (%s): %w", cfg.Cache.Driver, err)
+		}
+		s.closeMsgCache = closeMsgCache
+		if mc != nil {
+			s.msgCache, msgCache = mc, mc
+		}
+	}
 	sessions := session.NewMemory(session.MemoryConfig{SessionTTL: sessionTTL(cfg.Comet.Heartbeat)})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
 
 	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
-	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache}, log.With("component", "logic")); err != nil {
+	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache}, log.With("component", "logic")); err != nil {
 		return nil, err
 	}
 	if s.comet, err = comet.New(cfg.Comet, s.logic, log.With("component", "comet")); err != nil {
@@ -180,6 +196,10 @@ func (s *Server) Comet() *comet.Server { return s.comet }
 // Cache returns the relation cache (tests, benchmarks).
 func (s *Server) Cache() *relcache.Cache { return s.cache }
 
+// MessageCache returns the recent-message cache, nil when disabled (tests,
+// benchmarks).
+func (s *Server) MessageCache() *msgcache.Cache { return s.msgCache }
+
 // Issuer returns the token issuer (tests, benchmarks).
 func (s *Server) Issuer() *auth.Issuer { return s.issuer }
 
@@ -227,6 +247,9 @@ func (s *Server) closeBackends() error {
 	}
 	if s.closeCache != nil {
 		errs = append(errs, s.closeCache())
+	}
+	if s.closeMsgCache != nil {
+		errs = append(errs, s.closeMsgCache())
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
