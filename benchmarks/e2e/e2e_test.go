@@ -20,7 +20,7 @@ import (
 // startInProcess seeds n users and starts the one-process server on
 // loopback ports. The server is this test process (PID), so RSS and CPU
 // figures are the test's own: only the code paths are checked.
-func startInProcess(t *testing.T, n int) suite.Target {
+func startInProcess(t *testing.T, n int, mods ...func(*config.Config)) suite.Target {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -46,6 +46,9 @@ func startInProcess(t *testing.T, n int) suite.Target {
 	cfg.Comet.DrainWindow = -1
 	cfg.JWTSecret = suite.RandomSecret()
 	cfg.ShutdownTimeout = 10 * time.Second
+	for _, m := range mods {
+		m(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := standalone.New(ctx, cfg, log)
 	if err != nil {

@@ -58,6 +58,12 @@ func PrintHuman(w io.Writer, r *Result) {
 		printConns(w, r.Conns)
 	case r.Room != nil:
 		printRoom(w, r.Room)
+	case r.Chat != nil:
+		printChat(w, r.Chat)
+	case r.Group != nil:
+		printGroup(w, r.Group)
+	case r.History != nil:
+		printHistory(w, r.History)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "NOTE: %s\n", n)
@@ -160,6 +166,7 @@ func RenderMarkdown(results []*Result) string {
 		b.WriteString(sum)
 		b.WriteString("\n")
 	}
+	b.WriteString(renderMessaging(results, label))
 	if len(order) > 0 {
 		b.WriteString("Machines:\n\n")
 		for _, k := range order {

@@ -32,6 +32,10 @@ type Result struct {
 	Notes []string     `json:"notes,omitempty"`
 	Conns *ConnsResult `json:"conns,omitempty"`
 	Room  *RoomResult  `json:"room,omitempty"`
+	// Chat, Group and History are the messaging scenarios.
+	Chat    *ChatResult    `json:"chat,omitempty"`
+	Group   *GroupResult   `json:"group,omitempty"`
+	History *HistoryResult `json:"history,omitempty"`
 }
 
 // Machine describes where a benchmark ran.

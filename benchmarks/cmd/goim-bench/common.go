@@ -46,7 +46,10 @@ type commonFlags struct {
 	runs int
 	// scenario names the kept server logs.
 	scenario string
-	started  time.Time
+	// noPool: the scenario holds its connections in the driver (messaging
+	// scenarios); no worker processes are started.
+	noPool  bool
+	started time.Time
 }
 
 func (f *commonFlags) register(fs *flag.FlagSet, defaultN int) {
@@ -146,6 +149,9 @@ func (f *commonFlags) open(ctx context.Context, stderr io.Writer) (s *session, e
 			s.close(stderr)
 		}
 	}()
+	if f.noPool {
+		return s, nil
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err

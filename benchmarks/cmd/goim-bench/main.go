@@ -7,6 +7,9 @@
 //
 //	goim-bench conns -n 15000 [-runs 3] [-transport tcp|ws]
 //	goim-bench room  -n 15000 -rates 10,100,1000 -duration 10s
+//	goim-bench chat  -pairs 500 [-msg-rate 25000 | -in-flight 4] -duration 15s
+//	goim-bench group -members 500 -senders 8 -duration 15s
+//	goim-bench history -conversations 100 -messages 1000 -readers 32
 //	goim-bench report
 package main
 
@@ -26,10 +29,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"conns":  {"RSS, goroutines and idle CPU of the server per idle authenticated connection", runConns},
-	"room":   {"room broadcast: deliveries/s, loss and push-to-receive latency at several push rates", runRoom},
-	"report": {"render benchmarks/results/*.json into the tables of benchmarks/README.md", runReport},
-	"worker": {"(internal) a worker process serving the driver on stdin/stdout", runWorker},
+	"conns":   {"RSS, goroutines and idle CPU of the server per idle authenticated connection", runConns},
+	"room":    {"room broadcast: deliveries/s, loss and push-to-receive latency at several push rates", runRoom},
+	"chat":    {"one-to-one messages: send -> SendAck -> receiver's event; msgs/s, loss, latency (open or closed loop)", runChat},
+	"group":   {"messages to one group with every member online: messages/s, deliveries/s, latency", runGroup},
+	"history": {"history page reads over hot and cold conversations: reads/s and latency", runHistory},
+	"report":  {"render benchmarks/results/*.json into the tables of benchmarks/README.md", runReport},
+	"worker":  {"(internal) a worker process serving the driver on stdin/stdout", runWorker},
 }
 
 func main() {

@@ -96,3 +96,24 @@ func TestRunUsage(t *testing.T) {
 		t.Fatalf("README not rendered:\n%s", b)
 	}
 }
+
+func TestSummarizePerf(t *testing.T) {
+	report := `# Samples: 1K of event 'cpu-clock'
+#
+     4.38%  [.] modernc.org/sqlite/lib._sqlite3VdbeExec     -      -
+     2.63%  [k] _raw_spin_unlock_irqrestore                 -      -
+     2.56%  [.] runtime.tryDeferToSpanScan                  -      -
+     1.00%  [.] modernc.org/sqlite/lib._walChecksumBytes    -      -
+     0.90%  [.] github.com/goimdev/goim/logic.(*Service).sendMessage  -  -
+     0.60%  [.] net/http.(*conn).serve                      -      -
+`
+	got := summarizePerf(report, 2)
+	for _, want := range []string{"sqlite 5.4%", "kernel 2.6%", "go-runtime 2.6%", "logic 0.9%", "net/http 0.6%", "4.38%  modernc.org/sqlite/lib._sqlite3VdbeExec"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "tryDeferToSpanScan") {
+		t.Errorf("more than 2 top symbols:\n%s", got)
+	}
+}
