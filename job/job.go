@@ -48,7 +48,8 @@ type Job struct {
 }
 
 // New validates cfg and deps and returns a job that is not consuming yet.
-// log may be nil (slog.Default()); the caller adds any component attribute.
+// log may be nil (slog.Default()); the caller adds any component attribute
+// (comet and logic add their own).
 func New(cfg Config, deps Deps, log *slog.Logger) (*Job, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

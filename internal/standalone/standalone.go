@@ -108,10 +108,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
-	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache}, log.With("component", "logic")); err != nil {
+	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache}, log); err != nil {
 		return nil, err
 	}
-	if s.comet, err = comet.New(cfg.Comet, s.logic, log.With("component", "comet")); err != nil {
+	if s.comet, err = comet.New(cfg.Comet, s.logic, log); err != nil {
 		return nil, err
 	}
 	comets := job.NewStaticComets()
