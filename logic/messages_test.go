@@ -254,6 +254,40 @@ func testSendIdempotent(t *testing.T, e *env) {
 	}
 }
 
+// TestRetryAfterRefusalCause: a retry of an acknowledged message gets its
+// original SendAck even when a new send would now be refused (the
+// recipient blocked the sender, the sender is rate limited).
+func TestRetryAfterRefusalCause(t *testing.T) {
+	forEachMsgStore(t, testRetryAfterRefusalCause, func(c *Config) { c.SendBurst = 1; c.SendRate = 0.001 })
+}
+
+func testRetryAfterRefusalCause(t *testing.T, e *env) {
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	first := e.sendOK(t, alice, "a1", text("kept", bob.id, 0, "hello"))
+	// The burst of 1 is spent: a new message is rate limited...
+	e.sendRefused(t, alice, "a1", text("new", bob.id, 0, "again"), protocol.CodeRateLimited)
+	// ...but the retry of the acknowledged one is answered as before.
+	if again := e.sendOK(t, alice, "a1", text("kept", bob.id, 0, "hello")); again["msg_id"] != first["msg_id"] || again["seq"] != first["seq"] || again["conversation_id"] != first["conversation_id"] {
+		t.Fatalf("retry while rate limited: %v, want the original %v", again, first)
+	}
+}
+
+// TestRetryAfterBlock: the recipient blocks the sender after a message was
+// acknowledged: new messages get blocked, the retry its original SendAck.
+func TestRetryAfterBlock(t *testing.T) {
+	forEachMsgStore(t, testRetryAfterBlock, noRateLimit)
+}
+
+func testRetryAfterBlock(t *testing.T, e *env) {
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	first := e.sendOK(t, alice, "a1", text("kept", bob.id, 0, "hello"))
+	e.ok(t, bob, http.StatusNoContent, "PUT", path("/api/v1/blocks/%d", alice.id), nil)
+	e.sendRefused(t, alice, "a1", text("new", bob.id, 0, "blocked?"), protocol.CodeBlocked)
+	if again := e.sendOK(t, alice, "a1", text("kept", bob.id, 0, "hello")); again["msg_id"] != first["msg_id"] || again["seq"] != first["seq"] {
+		t.Fatalf("retry after a block: %v, want the original %v", again, first)
+	}
+}
+
 // TestOfflineSync: an offline device recovers every message by Sync,
 // page by page, and learns of a recall by the notice.
 func TestOfflineSync(t *testing.T) {

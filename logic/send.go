@@ -131,11 +131,11 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 	content := bytes.Clone(bytes.TrimSpace(req.Content))
 	now := s.now()
 	if s.sendLimit != nil && !s.sendLimit.allow(sender, now) {
-		return sendAckJSON{}, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down")
+		return s.retryOr(ctx, sender, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down"))
 	}
 	tg, cerr := s.checkTarget(ctx, sender, &req)
 	if cerr != nil {
-		return sendAckJSON{}, cmid, cerr
+		return s.retryOr(ctx, sender, cmid, cerr)
 	}
 	m := &store.Message{
 		ID:             s.ids.Next(),
@@ -178,6 +178,26 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 		}
 	}
 	return ack, cmid, nil
+}
+
+// retryOr answers a send refused by the rate limit or a relation check:
+// when (sender, cmid) is already stored the request is a retry of an
+// acknowledged message, which gets its original SendAck whatever changed
+// since (PROTOCOL.md: resending returns the same msg_id and seq); otherwise
+// the refusal. The store is read only on this refusal path.
+func (s *Service) retryOr(ctx context.Context, sender int64, cmid string, refusal *codeError) (sendAckJSON, string, *codeError) {
+	orig, err := s.msgs.MessageByClientID(ctx, sender, cmid)
+	if err != nil {
+		return sendAckJSON{}, cmid, refusal
+	}
+	return sendAckJSON{
+		Code:           dupMarker,
+		ClientMsgID:    cmid,
+		MsgID:          strconv.FormatInt(orig.ID, 10),
+		ConversationID: orig.ConversationID,
+		Seq:            orig.Seq,
+		CreatedAtMS:    orig.CreatedAt.UnixMilli(),
+	}, cmid, nil
 }
 
 // checkSendReq checks the shape of a SendReq (no I/O).
