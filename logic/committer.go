@@ -203,6 +203,13 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 	var stored []*commitReq
 	for i, r := range batch {
 		r.res = res[i]
+		if r.res.Duplicate && r.res.ID == r.msg.ID {
+			// A duplicate of itself: the attempt that reported a failure
+			// (say, a connection lost at COMMIT) had stored it. It is this
+			// request's message, stored now: ack and fan it out as such.
+			r.res.Duplicate = false
+			r.msg.Seq, r.msg.CreatedAt = r.res.Seq, r.res.CreatedAt
+		}
 		if r.res.Err == nil && !r.res.Duplicate {
 			stored = append(stored, r)
 		}

@@ -444,6 +444,43 @@ func testSendRefusals(t *testing.T, e *env) {
 	e.sendRefused(t, frank, "k", text("u1", carol.id, 0, "x"), protocol.CodeUnavailable)
 }
 
+// commitThenFail stores the first batch but reports a failure, as a
+// connection lost at COMMIT would; later calls pass through.
+type commitThenFail struct {
+	innerMessages
+	once sync.Once
+}
+
+func (c *commitThenFail) AppendMessages(ctx context.Context, msgs []*store.Message) ([]store.AppendResult, error) {
+	res, err := c.innerMessages.AppendMessages(ctx, msgs)
+	failed := false
+	c.once.Do(func() { failed = true })
+	if failed && err == nil {
+		return nil, errors.New("connection lost at COMMIT (outcome unknown)")
+	}
+	return res, err
+}
+
+// TestCommitOutcomeUnknown: a batch stored by an attempt that reported a
+// failure is found by the retry as a duplicate of itself; it is acked as
+// stored and its event is published (not silently skipped).
+func TestCommitOutcomeUnknown(t *testing.T) {
+	e := newEnv(t, noRateLimit)
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	b1 := e.online(t, bob, "b1", testComet)
+	e.events(t)
+	e.svc.msgs = &commitThenFail{innerMessages: e.svc.msgs} // before the committer starts
+	ack := e.sendOK(t, alice, "a1", text("u1", bob.id, 0, "stored once"))
+	if numTB(t, ack["seq"]) != 1 {
+		t.Fatalf("ack %v", ack)
+	}
+	c := &collector{e: e}
+	evs := c.waitFor(t, "the message event", func(evs []event) bool { return countType(evs, evMessage) >= 1 })
+	if n := len(byKey(evs)[b1]); n != 1 {
+		t.Fatalf("bob's device got %d message events, want 1", n)
+	}
+}
+
 // TestSendStoreFailure: a failing AppendMessages answers unavailable.
 func TestSendStoreFailure(t *testing.T) {
 	e := newEnv(t, noRateLimit)
