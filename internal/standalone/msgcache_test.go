@@ -2,7 +2,6 @@ package standalone
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"testing"
 
@@ -18,8 +17,7 @@ func TestMessageCacheWiring(t *testing.T) {
 	drivers := map[string]func(t *testing.T) func(*config.Config){
 		"memory": func(*testing.T) func(*config.Config) { return func(*config.Config) {} },
 		"redis": func(t *testing.T) func(*config.Config) {
-			addr := testenv.RedisAddr(t)
-			prefix := fmt.Sprintf("goim:test:%016x:", rand.Uint64())
+			addr, prefix := testenv.RedisAddr(t), testenv.RedisPrefix(t)
 			return func(c *config.Config) {
 				c.Cache.Driver, c.Cache.RedisAddr = "redis", addr
 				c.Cache.Redis.Prefix, c.Cache.Messages.Redis.Prefix = prefix+"rel:", prefix+"msg:"

@@ -16,8 +16,7 @@ func TestRelationCacheWiring(t *testing.T) {
 	drivers := map[string]func(t *testing.T) func(*config.Config){
 		"memory": func(*testing.T) func(*config.Config) { return func(*config.Config) {} },
 		"redis": func(t *testing.T) func(*config.Config) {
-			addr := testenv.RedisAddr(t)
-			prefix := fmt.Sprintf("goim:test:%s:", t.Name())
+			addr, prefix := testenv.RedisAddr(t), testenv.RedisPrefix(t)
 			return func(c *config.Config) {
 				c.Cache.Driver, c.Cache.RedisAddr, c.Cache.Redis.Prefix = "redis", addr, prefix
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
 )
 
 // Environment variables naming the test services.
@@ -77,4 +78,31 @@ func RedisAddr(t testing.TB) string {
 			RedisEnv + "=127.0.0.1:6379)")
 	}
 	return addr
+}
+
+// RedisPrefix returns a key prefix of its own for one test on the Redis of
+// GOIM_TEST_REDIS_ADDR (runs never see each other's keys) and deletes the
+// keys under it when the test ends. It skips the test when the variable is
+// unset.
+func RedisPrefix(t testing.TB) string {
+	t.Helper()
+	addr := RedisAddr(t)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	prefix := "goim:test:" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	return prefix
 }
