@@ -58,14 +58,14 @@ type committer struct {
 	started atomic.Bool
 	closed  bool
 	in      chan *commitReq
-	out     chan []*commitReq // committed batches, in commit order, to fan-out
+	out     chan fanItem // committed batches and ordered events, in order, to fan-out
 	wg      sync.WaitGroup
 }
 
 func (c *committer) init(s *Service) {
 	c.s = s
 	c.in = make(chan *commitReq, 4*s.cfg.CommitMaxBatch)
-	c.out = make(chan []*commitReq, 256)
+	c.out = make(chan fanItem, 256)
 }
 
 // startLocked starts the goroutines once (c.mu held for writing).
@@ -145,9 +145,7 @@ func (c *committer) run() {
 			runtime.Gosched()
 		}
 		prev = len(batch)
-		if done := c.commit(batch); len(done) > 0 {
-			c.out <- done
-		}
+		c.commit(batch)
 	}
 }
 
@@ -170,9 +168,10 @@ func (c *committer) drain(batch *[]*commitReq, maxBatch int) {
 	}
 }
 
-// commit stores one batch, completes its waiters and returns the requests
-// whose message was stored now (not duplicates or refusals), for fan-out.
-func (c *committer) commit(batch []*commitReq) []*commitReq {
+// commit stores one batch, hands the requests whose message was stored now
+// (not duplicates or refusals) to fan-out, and then completes the waiters:
+// an event ordered after an ack (a recall) is queued behind the message.
+func (c *committer) commit(batch []*commitReq) {
 	msgs := make([]*store.Message, len(batch))
 	for i, r := range batch {
 		msgs[i] = r.msg
@@ -198,7 +197,7 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 			r.err = err
 			close(r.done)
 		}
-		return nil
+		return
 	}
 	var stored []*commitReq
 	for i, r := range batch {
@@ -216,10 +215,34 @@ func (c *committer) commit(batch []*commitReq) []*commitReq {
 	}
 	// Before the acks: a page read after a SendAck sees the message.
 	c.s.cacheCommitted(stored)
+	if len(stored) > 0 {
+		c.out <- fanItem{reqs: stored}
+	}
 	for _, r := range batch {
 		close(r.done)
 	}
-	return stored
+}
+
+// fanItem is one unit of fan-out: the stored requests of a batch, or an
+// event to publish in order with them (fn).
+type fanItem struct {
+	reqs []*commitReq
+	fn   func()
+}
+
+// ordered runs fn on the fan-out goroutine after the events of every batch
+// committed so far, so that an event about a message (a recall) never
+// overtakes the message's own event. Without a running committer it runs
+// fn at once.
+func (c *committer) ordered(fn func()) {
+	c.mu.RLock()
+	if !c.started.Load() || c.closed {
+		c.mu.RUnlock()
+		fn()
+		return
+	}
+	c.out <- fanItem{fn: fn}
+	c.mu.RUnlock()
 }
 
 // append runs one AppendMessages bounded by CommitTimeout.
@@ -233,8 +256,20 @@ func (c *committer) append(msgs []*store.Message) ([]store.AppendResult, error) 
 // It merges the batches waiting for it so that one session lookup serves
 // many messages.
 func (c *committer) fanout() {
-	for b := range c.out {
-		reqs := b
+	var reqs []*commitReq
+	take := func(it fanItem) {
+		if it.fn == nil {
+			reqs = append(reqs, it.reqs...)
+			return
+		}
+		if len(reqs) > 0 { // what came before goes first
+			c.s.publishMessages(reqs)
+			reqs = nil
+		}
+		it.fn()
+	}
+	for it := range c.out {
+		take(it)
 	drain:
 		for len(reqs) < 4*c.s.cfg.CommitMaxBatch {
 			select {
@@ -242,12 +277,15 @@ func (c *committer) fanout() {
 				if !ok {
 					break drain
 				}
-				reqs = append(reqs, more...)
+				take(more)
 			default:
 				break drain
 			}
 		}
-		c.s.publishMessages(reqs)
+		if len(reqs) > 0 {
+			c.s.publishMessages(reqs)
+			reqs = nil
+		}
 	}
 }
 

@@ -38,6 +38,9 @@ type testRegistry struct {
 	mu      sync.Mutex
 	err     error // returned by every call when set
 	touched []session.Session
+	// hold, when set, makes the next UserSessions call wait until it is
+	// closed (later calls pass): it stalls one event fan-out.
+	hold chan struct{}
 }
 
 func newTestRegistry() *testRegistry {
@@ -75,6 +78,13 @@ func (r *testRegistry) Touch(ctx context.Context, s session.Session) error {
 func (r *testRegistry) UserSessions(ctx context.Context, ids []int64) (map[int64][]session.Session, error) {
 	if err := r.fail(); err != nil {
 		return nil, err
+	}
+	r.mu.Lock()
+	hold := r.hold
+	r.hold = nil
+	r.mu.Unlock()
+	if hold != nil {
+		<-hold
 	}
 	return r.Memory.UserSessions(ctx, ids)
 }

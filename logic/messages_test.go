@@ -481,6 +481,36 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 	}
 }
 
+// TestRecallAfterMessageEvent: a recall made while the message's own event
+// is still in fan-out is published after it, never before.
+func TestRecallAfterMessageEvent(t *testing.T) {
+	e := newEnv(t, noRateLimit)
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	b1 := e.online(t, bob, "b1", testComet)
+	e.events(t)
+	hold := make(chan struct{})
+	e.reg.mu.Lock()
+	e.reg.hold = hold // the message's fan-out stalls in its session lookup
+	e.reg.mu.Unlock()
+	ack := e.sendOK(t, alice, "a1", text("r1", bob.id, 0, "oops"))
+	// The recall is stored and answered while the message event waits.
+	e.ok(t, alice, http.StatusOK, "POST", "/api/v1/messages/"+ack["msg_id"].(string)+"/recall", nil)
+	close(hold)
+	c := &collector{e: e}
+	evs := c.waitFor(t, "message and recall events", func(evs []event) bool {
+		return countType(evs, evMessage) >= 1 && countType(evs, evRecall) >= 1
+	})
+	var order []string
+	for _, ev := range evs {
+		if slices.Contains(ev.keys, b1) {
+			order = append(order, fmt.Sprint(ev.body["type"]))
+		}
+	}
+	if len(order) != 2 || order[0] != evMessage || order[1] != evRecall {
+		t.Fatalf("bob's device got %v, want [message recall]", order)
+	}
+}
+
 // TestSendStoreFailure: a failing AppendMessages answers unavailable.
 func TestSendStoreFailure(t *testing.T) {
 	e := newEnv(t, noRateLimit)

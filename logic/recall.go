@@ -81,8 +81,14 @@ func (s *Service) recallMessage(ctx context.Context, actor int64, msgID string) 
 	if s.msgCache != nil {
 		s.msgCache.Recalled(ectx, recalled.ConversationID)
 	}
-	s.emitExcept(ectx, evRecall, participants, 0, "", recallEvent{
+	ev := recallEvent{
 		Type: evRecall, ConversationID: out.ConversationID, MsgID: out.MsgID, Seq: out.Seq, NoticeSeq: out.NoticeSeq, By: actor,
+	}
+	// After the message's own event, which may still be in fan-out.
+	s.commit.ordered(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), sideEffectTimeout)
+		defer cancel()
+		s.emitExcept(ctx, evRecall, participants, 0, "", ev)
 	})
 	return out, nil
 }
