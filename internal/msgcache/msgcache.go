@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goimdev/goim/internal/cacheguard"
 	"github.com/goimdev/goim/internal/store"
 )
 
@@ -140,13 +140,9 @@ type Cache struct {
 	log  *slog.Logger
 	errC prometheus.Counter
 
-	// down is 0 while the backend is in use, else the UnixNano time until
-	// which it is bypassed. pending is non-empty only while down is set
-	// (kept under pendMu).
-	down      atomic.Int64
-	recoverMu sync.Mutex
-	pendMu    sync.Mutex
-	pending   map[string]struct{}
+	// guard bypasses a failing backend and keeps the windows to delete
+	// before it is used again.
+	guard *cacheguard.Guard[string]
 
 	hits, misses, errs, drops, lost atomic.Uint64
 }
@@ -157,14 +153,34 @@ func New(b Backend, src store.Messages, cfg Config) *Cache {
 		panic("msgcache: New with a nil backend or store")
 	}
 	cfg = cfg.withDefaults()
-	return &Cache{
-		b:       b,
-		src:     src,
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "msgcache", "backend", b.Name()),
-		errC:    metricErrors.WithLabelValues(b.Name()),
-		pending: make(map[string]struct{}),
+	c := &Cache{
+		b:    b,
+		src:  src,
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "msgcache", "backend", b.Name()),
+		errC: metricErrors.WithLabelValues(b.Name()),
 	}
+	c.guard = cacheguard.New(cacheguard.Config[string]{
+		Name:       "msgcache",
+		RetryAfter: cfg.RetryAfter,
+		MaxPending: cfg.MaxPending,
+		Timeout:    cfg.WriteTimeout,
+		Flush: func(ctx context.Context, ids []string) error {
+			for len(ids) > 0 {
+				n := min(len(ids), 512)
+				if err := b.Drop(ctx, 0, ids[:n]...); err != nil {
+					return err
+				}
+				ids = ids[n:]
+			}
+			return nil
+		},
+		OnError: func() { c.errs.Add(1); c.errC.Inc() },
+		OnLost:  func(n int) { c.lost.Add(uint64(n)); metricLost.Add(float64(n)) },
+		Log:     c.log,
+		Now:     cfg.Now,
+	})
+	return c
 }
 
 // Stats returns the cache's counters.
@@ -351,79 +367,11 @@ func convIDs(runs []Run) []string {
 	return ids
 }
 
-// usable reports whether the backend may be used, after deleting the
-// pending windows if the bypass interval is over.
-func (c *Cache) usable() bool {
-	d := c.down.Load()
-	if d == 0 {
-		return true
-	}
-	if c.cfg.Now().UnixNano() < d {
-		return false
-	}
-	return c.recover()
-}
-
-// recover deletes the pending windows and puts the backend back in use.
-func (c *Cache) recover() bool {
-	if !c.recoverMu.TryLock() {
-		return false // another caller is recovering: bypass meanwhile
-	}
-	defer c.recoverMu.Unlock()
-	if c.down.Load() == 0 {
-		return true
-	}
-	c.pendMu.Lock()
-	ids := make([]string, 0, len(c.pending))
-	for id := range c.pending {
-		ids = append(ids, id)
-	}
-	c.pendMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.WriteTimeout)
-	defer cancel()
-	for len(ids) > 0 {
-		n := min(len(ids), 512)
-		if err := c.b.Drop(ctx, 0, ids[:n]...); err != nil {
-			c.backendError(ctx, "recover", err)
-			return false
-		}
-		c.pendMu.Lock()
-		for _, id := range ids[:n] {
-			delete(c.pending, id)
-		}
-		c.pendMu.Unlock()
-		ids = ids[n:]
-	}
-	c.pendMu.Lock()
-	defer c.pendMu.Unlock()
-	if len(c.pending) > 0 {
-		return false // queued while flushing: next time
-	}
-	c.down.Store(0)
-	c.log.Info("msgcache: backend back in use")
-	return true
-}
+// usable reports whether the backend may be used now.
+func (c *Cache) usable() bool { return c.guard.Usable() }
 
 // queue remembers windows to delete before the backend is used again.
-func (c *Cache) queue(ids ...string) {
-	c.pendMu.Lock()
-	defer c.pendMu.Unlock()
-	if c.down.Load() == 0 {
-		// Keep the invariant: pending only while down.
-		c.down.Store(c.cfg.Now().Add(c.cfg.RetryAfter).UnixNano())
-	}
-	for _, id := range ids {
-		if _, ok := c.pending[id]; ok {
-			continue
-		}
-		if len(c.pending) >= c.cfg.MaxPending {
-			c.lost.Add(1)
-			metricLost.Inc()
-			continue
-		}
-		c.pending[id] = struct{}{}
-	}
-}
+func (c *Cache) queue(ids ...string) { c.guard.Queue(ids...) }
 
 // backendError counts a failed backend call and bypasses the backend for
 // RetryAfter. A call that failed because the caller's context ended says
@@ -432,11 +380,5 @@ func (c *Cache) backendError(ctx context.Context, op string, err error) {
 	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
-	c.errs.Add(1)
-	c.errC.Inc()
-	until := c.cfg.Now().Add(c.cfg.RetryAfter).UnixNano()
-	if c.down.Swap(until) == 0 {
-		c.log.Warn("msgcache: backend failing, reading the store directly",
-			"op", op, "err", fmt.Errorf("msgcache: %w", err), "retry_after", c.cfg.RetryAfter)
-	}
+	c.guard.Failed(op, fmt.Errorf("msgcache: %w", err))
 }

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goimdev/goim/internal/cacheguard"
 	"github.com/goimdev/goim/internal/store"
 )
 
@@ -98,13 +98,9 @@ type Cache struct {
 	log  *slog.Logger
 	errC prometheus.Counter
 
-	// down is 0 while the backend is in use, otherwise the UnixNano time
-	// until which lookups bypass it. Invariant (kept under pendMu): pending
-	// is non-empty only while down is non-zero.
-	down      atomic.Int64
-	recoverMu sync.Mutex // one caller at a time flushes pending
-	pendMu    sync.Mutex
-	pending   map[Key]struct{}
+	// guard bypasses a failing backend and keeps the invalidations it
+	// missed meanwhile.
+	guard *cacheguard.Guard[Key]
 
 	hits, misses [numLookupKinds]atomic.Uint64
 	errs, lost   atomic.Uint64
@@ -118,14 +114,25 @@ func New(b Backend, src Source, cfg Config) *Cache {
 		panic("relcache: New with a nil backend or source")
 	}
 	cfg = cfg.withDefaults()
-	return &Cache{
-		b:       b,
-		src:     src,
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "relcache", "backend", b.Name()),
-		errC:    metricErrors.WithLabelValues(b.Name()),
-		pending: make(map[Key]struct{}),
+	c := &Cache{
+		b:    b,
+		src:  src,
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "relcache", "backend", b.Name()),
+		errC: metricErrors.WithLabelValues(b.Name()),
 	}
+	c.guard = cacheguard.New(cacheguard.Config[Key]{
+		Name:       "relcache",
+		RetryAfter: cfg.RetryAfter,
+		MaxPending: cfg.MaxPending,
+		Timeout:    cfg.InvalidateTimeout,
+		Flush:      func(ctx context.Context, keys []Key) error { return b.Delete(ctx, keys...) },
+		OnError:    func() { c.errs.Add(1); c.errC.Inc() },
+		OnLost:     func(n int) { c.lost.Add(uint64(n)); metricLost.Add(float64(n)) },
+		Log:        c.log,
+		Now:        cfg.Now,
+	})
+	return c
 }
 
 // Stats returns the cache's counters.
@@ -379,18 +386,8 @@ func (c *Cache) set(ctx context.Context, items ...Item) {
 	}
 }
 
-// usable reports whether lookups may use the backend, after flushing the
-// pending invalidations if the bypass interval is over.
-func (c *Cache) usable() bool {
-	d := c.down.Load()
-	if d == 0 {
-		return true
-	}
-	if c.cfg.Now().UnixNano() < d {
-		return false
-	}
-	return c.recover()
-}
+// usable reports whether lookups may use the backend.
+func (c *Cache) usable() bool { return c.guard.Usable() }
 
 // backendError counts a failed backend call and bypasses the backend for
 // RetryAfter. A call that failed because the caller's context ended says
@@ -399,59 +396,7 @@ func (c *Cache) backendError(ctx context.Context, op string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.errs.Add(1)
-	c.errC.Inc()
-	until := c.cfg.Now().Add(c.cfg.RetryAfter).UnixNano()
-	if c.down.Swap(until) == 0 {
-		c.log.Warn("relcache: backend failing, reading the store directly",
-			"op", op, "err", err, "retry_after", c.cfg.RetryAfter)
-	}
-}
-
-// recover flushes the pending invalidations and puts the backend back in
-// use. Only one caller flushes; the others keep bypassing meanwhile.
-func (c *Cache) recover() bool {
-	if !c.recoverMu.TryLock() {
-		return false
-	}
-	defer c.recoverMu.Unlock()
-	for {
-		d := c.down.Load()
-		if d == 0 {
-			return true
-		}
-		if c.cfg.Now().UnixNano() < d {
-			return false // tripped again meanwhile
-		}
-		c.pendMu.Lock()
-		if len(c.pending) == 0 {
-			c.down.Store(0)
-			c.pendMu.Unlock()
-			c.log.Info("relcache: backend back in use")
-			return true
-		}
-		keys := make([]Key, 0, len(c.pending))
-		for k := range c.pending {
-			keys = append(keys, k)
-		}
-		clear(c.pending)
-		c.pendMu.Unlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.InvalidateTimeout)
-		err := c.b.Delete(ctx, keys...)
-		cancel()
-		if err != nil {
-			c.errs.Add(1)
-			c.errC.Inc()
-			c.pendMu.Lock()
-			for _, k := range keys {
-				c.pending[k] = struct{}{} // they were queued already: no limit check
-			}
-			c.down.Store(c.cfg.Now().Add(c.cfg.RetryAfter).UnixNano())
-			c.pendMu.Unlock()
-			return false
-		}
-	}
+	c.guard.Failed(op, err)
 }
 
 // InvalidateFriend drops the friendship lookups in both directions.
@@ -485,14 +430,9 @@ func (c *Cache) InvalidateGroup(ctx context.Context, groupID int64) error {
 
 func (c *Cache) invalidate(ctx context.Context, kind string, keys ...Key) error {
 	metricInvalidations.WithLabelValues(kind).Inc()
-	c.pendMu.Lock()
-	if c.down.Load() != 0 {
-		err := c.queueLocked(keys)
-		c.pendMu.Unlock()
-		return err
+	if queued, lost := c.guard.QueueIfDown(keys...); queued {
+		return lostErr(lost)
 	}
-	c.pendMu.Unlock()
-
 	// The change is committed: the caller going away must not abort this.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.InvalidateTimeout)
 	err := c.b.Delete(ctx, keys...)
@@ -501,35 +441,12 @@ func (c *Cache) invalidate(ctx context.Context, kind string, keys ...Key) error 
 		return nil
 	}
 	c.backendError(context.Background(), "delete", err)
-	c.pendMu.Lock()
-	defer c.pendMu.Unlock()
-	return c.queueLocked(keys)
+	return lostErr(c.guard.Queue(keys...))
 }
 
-// queueLocked adds keys to the pending invalidations. c.pendMu is held.
-func (c *Cache) queueLocked(keys []Key) error {
-	var lost int
-	for _, k := range keys {
-		if _, ok := c.pending[k]; ok {
-			continue
-		}
-		if len(c.pending) >= c.cfg.MaxPending {
-			lost++
-			continue
-		}
-		c.pending[k] = struct{}{}
+func lostErr(lost int) error {
+	if lost == 0 {
+		return nil
 	}
-	if len(c.pending) > 0 && c.down.Load() == 0 {
-		// Keep the invariant: pending keys are flushed before the backend
-		// is used; a zero wait lets the next lookup try at once.
-		c.down.Store(c.cfg.Now().UnixNano())
-	}
-	if lost > 0 {
-		c.lost.Add(uint64(lost))
-		metricLost.Add(float64(lost))
-		c.log.Error("relcache: invalidations lost, entries may be stale until their TTL",
-			"keys", lost, "max_pending", c.cfg.MaxPending)
-		return fmt.Errorf("%w: %d keys (pending queue full)", ErrInvalidationLost, lost)
-	}
-	return nil
+	return fmt.Errorf("%w: %d keys (pending queue full)", ErrInvalidationLost, lost)
 }
