@@ -40,7 +40,7 @@ func newGuard(f *fake, max int) *Guard[string] {
 }
 
 func (f *fake) advance(d time.Duration) { f.mu.Lock(); f.now = f.now.Add(d); f.mu.Unlock() }
-func (f *fake) setFail(v bool)         { f.mu.Lock(); f.fail = v; f.mu.Unlock() }
+func (f *fake) setFail(v bool)          { f.mu.Lock(); f.fail = v; f.mu.Unlock() }
 
 func TestBypassQueueFlush(t *testing.T) {
 	f := &fake{now: time.Unix(1000, 0)}
