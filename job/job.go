@@ -48,8 +48,9 @@ type Job struct {
 }
 
 // New validates cfg and deps and returns a job that is not consuming yet.
-// log may be nil (slog.Default()); the caller adds any component attribute
-// (comet and logic add their own).
+// log may be nil (slog.Default()). Unlike comet and logic, job adds no
+// component attribute itself: the caller does (the one-process server
+// passes component=job).
 func New(cfg Config, deps Deps, log *slog.Logger) (*Job, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
