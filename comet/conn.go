@@ -233,7 +233,10 @@ func (c *conn) upgrade(r streamReader) error {
 			c.closeAfter([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), protocol.CodePacketTooLarge)
 			return errClosing
 		}
-		_, err := need(r, c, r.Len()+1) // wait for the rest of the request
+		// Wait for more than the n bytes looked at: not r.Len()+1, as
+		// the rest of the request may have arrived since the Peek (and
+		// then no further byte may ever come).
+		_, err := need(r, c, n+1)
 		return err
 	}
 	reqLen := end + 4

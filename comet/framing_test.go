@@ -3,6 +3,8 @@ package comet
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,5 +188,62 @@ func TestWheel(t *testing.T) {
 	}
 	if w.len() != 0 {
 		t.Fatalf("len %d", w.len())
+	}
+}
+
+// arrivingReader is a streamReader over data whose bytes arrive in steps:
+// each Peek makes the next step visible after it returns (as if the
+// network delivered more while the caller looked). A Peek for more than
+// will ever arrive fails instead of blocking forever.
+type arrivingReader struct {
+	data    []byte
+	visible int
+	steps   []int // visible byte counts after each Peek
+}
+
+func (r *arrivingReader) Len() int { return r.visible }
+
+func (r *arrivingReader) Peek(n int) ([]byte, error) {
+	if n > len(r.data) {
+		return nil, fmt.Errorf("Peek(%d) would wait forever: only %d bytes will ever arrive", n, len(r.data))
+	}
+	if n > r.visible {
+		r.visible = n // a blocking Peek returns once n bytes are there
+	}
+	b := r.data[:n]
+	if len(r.steps) > 0 {
+		r.visible, r.steps = max(r.visible, r.steps[0]), r.steps[1:]
+	}
+	return b, nil
+}
+
+func (r *arrivingReader) Next(n int) ([]byte, error) {
+	b, err := r.Peek(n)
+	if err == nil {
+		r.Skip(n)
+	}
+	return b, err
+}
+
+func (r *arrivingReader) Skip(n int) error {
+	r.data, r.visible = r.data[n:], r.visible-n
+	return nil
+}
+
+// An upgrade request seen in part, whose rest arrives while the first part
+// is being looked at, must not wait for a byte that never comes (the bug
+// behind a WebSocket upgrade left unanswered until the handshake timeout).
+func TestUpgradeRestArrivesDuringPeek(t *testing.T) {
+	req := []byte("GET /sub?token=" + strings.Repeat("x", 300) + " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n" +
+		"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	s := &Server{cfg: Config{MaxPreAuthBytes: 8 << 10}}
+	c := &conn{s: s, tr: trWS}
+	r := &arrivingReader{data: req, visible: 200, steps: []int{len(req)}}
+	// First look: incomplete; the rest arrives during that Peek.
+	if err := c.upgrade(r); err != nil {
+		t.Fatalf("incomplete request: %v", err)
+	}
+	if r.Len() != len(req) {
+		t.Fatalf("the whole request should be buffered now, have %d of %d", r.Len(), len(req))
 	}
 }
