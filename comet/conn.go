@@ -897,7 +897,8 @@ func (c *conn) writeFailed(err error) {
 // drainInfo are the extra fields of Op 6 server_draining.
 type drainInfo struct {
 	reconnectAfter time.Duration
-	addrs          []string
+	addrs          []string // for TCP clients
+	wsAddrs        []string // for WebSocket clients; nil: addrs
 }
 
 type disconnectBody struct {
@@ -919,6 +920,9 @@ func disconnectPacket(tr uint8, code, reason string, d *drainInfo) []byte {
 	var err error
 	if d != nil {
 		addrs := d.addrs
+		if tr == trWS && d.wsAddrs != nil {
+			addrs = d.wsAddrs
+		}
 		if addrs == nil {
 			addrs = []string{}
 		}

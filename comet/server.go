@@ -56,6 +56,8 @@ type Server struct {
 
 	online atomic.Pointer[map[string]int32] // all-comet room counts from the last RenewOnline
 
+	drainAddrs atomic.Pointer[[2][]string] // SetDrainAddrs (TCP, WebSocket); nil: cfg.DrainAddrs
+
 	connPrefix string        // node + "-" + boot id + "-": the ConnID of a conn is this and its id
 	connSeq    atomic.Uint64 // last conn id
 	wallNow    func() int64  // unix ns for Logic.Heartbeat pacing (tests replace it)
@@ -455,11 +457,25 @@ func (s *Server) RoomCounts() map[string]int32 {
 	return m
 }
 
+// SetDrainAddrs replaces Config.DrainAddrs, the other nodes' client
+// addresses sent in Op 6 server_draining: tcp to TCP clients, ws
+// ("host:port" of the WebSocket listeners) to WebSocket clients. A cluster
+// node follows the live comets with it. Safe to call at any time.
+func (s *Server) SetDrainAddrs(tcp, ws []string) {
+	s.drainAddrs.Store(&[2][]string{slices.Clone(tcp), slices.Clone(ws)})
+}
+
 // drainInfo returns the Op 6 server_draining fields for one connection:
 // reconnect_after_ms drawn from [0, DrainWindow), so that clients do not
 // all come back at once.
 func (s *Server) drainInfo() *drainInfo {
 	d := &drainInfo{addrs: s.cfg.DrainAddrs}
+	if p := s.drainAddrs.Load(); p != nil {
+		d.addrs, d.wsAddrs = p[0], p[1]
+		if d.wsAddrs == nil {
+			d.wsAddrs = []string{}
+		}
+	}
 	if s.cfg.DrainWindow > 0 {
 		d.reconnectAfter = rand.N(s.cfg.DrainWindow)
 	}

@@ -553,3 +553,35 @@ func TestWSPipelinedUpgrade(t *testing.T) {
 		t.Fatalf("heartbeat seq %d", p.Seq)
 	}
 }
+
+// SetDrainAddrs (a cluster comet following its peers) replaces the
+// configured addresses: TCP clients are sent the peers' TCP addresses and
+// WebSocket clients their WebSocket addresses.
+func TestSetDrainAddrsPerTransport(t *testing.T) {
+	cfg := testConfig()
+	s := startServer(t, cfg, &fakeLogic{})
+	tcpAddrs, wsAddrs := []string{"10.0.0.7:3101", "10.0.0.8:3101"}, []string{"10.0.0.7:3102"}
+	s.SetDrainAddrs(tcpAddrs, wsAddrs)
+	want := map[string][]string{"tcp": tcpAddrs, "ws": wsAddrs}
+	var cs []*client
+	for i, tr := range transports {
+		c := dial(t, s, tr)
+		c.auth("uid:"+strconv.Itoa(i+1), "peers-"+tr, "")
+		cs = append(cs, c)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	for i, c := range cs {
+		d := c.expectDisconnect(protocol.CodeServerDraining)
+		if tr := transports[i]; !slices.Equal(d.Addrs, want[tr]) {
+			t.Fatalf("%s client: addrs %v, want %v", tr, d.Addrs, want[tr])
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
