@@ -10,6 +10,10 @@ import "context"
 const (
 	// TopicPush carries pushmsg.Msg values (push API, room and user pushes).
 	TopicPush = "goim-push"
+	// TopicMsg carries validated chat messages from logic to the job
+	// persisters in the distributed mode, keyed by conversation id so that
+	// one consumer owns a conversation at a time.
+	TopicMsg = "goim-msg"
 )
 
 // Message is one bus message.
