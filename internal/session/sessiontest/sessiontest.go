@@ -47,6 +47,8 @@ func Run(t *testing.T, newReg func(t *testing.T) session.Registry) {
 		{"AddRoomBeforeReport", testAddRoomBeforeReport},
 		{"MarkDuringReport", testMarkDuringReport},
 		{"Concurrent", testConcurrent},
+		{"ManyUsers", testManyUsers},
+		{"KeyRace", testKeyRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newReg(t)) })
@@ -527,6 +529,89 @@ func testConcurrent(t *testing.T, r session.Registry) {
 			if !ok || owner != uid || srv != s.Server {
 				t.Fatalf("KeyOwner(%s) = %d %s %v, inconsistent with UserSessions", s.Key, owner, srv, ok)
 			}
+		}
+	}
+}
+
+// testManyUsers: UserSessions and KeyServers of many users and keys at once
+// (a batched backend), with duplicates and unknown ids.
+func testManyUsers(t *testing.T, r session.Registry) {
+	ctx := t.Context()
+	base, p := ids()
+	const n = 300
+	want := make(map[int64][]session.Session, n)
+	wantKeys := make(map[string]string, n)
+	var uids []int64
+	var keys []string
+	for i := range n {
+		uid := base + int64(i)
+		s := session.Session{UserID: uid, Key: fmt.Sprintf("%sk%d", p, i), Server: fmt.Sprintf("%sc%d", p, i%4), Platform: "web", ConnID: strconv.Itoa(i)}
+		must(t, r.Add(ctx, s))
+		want[uid] = []session.Session{s}
+		wantKeys[s.Key] = s.Server
+		uids = append(uids, uid, uid, base+n+int64(i)) // a duplicate and an unknown user
+		keys = append(keys, s.Key, p+"none"+strconv.Itoa(i))
+	}
+	got, err := r.UserSessions(ctx, uids)
+	must(t, err)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("UserSessions of %d users: %d users returned, want %d", n, len(got), len(want))
+	}
+	ks, err := r.KeyServers(ctx, keys)
+	must(t, err)
+	if !reflect.DeepEqual(ks, wantKeys) {
+		t.Fatalf("KeyServers of %d keys: %d returned, want %d", len(keys), len(ks), len(wantKeys))
+	}
+}
+
+// testKeyRace: users racing to Add one key: exactly one wins, and the
+// registry's views agree on the winner.
+func testKeyRace(t *testing.T, r session.Registry) {
+	ctx := context.Background()
+	base, p := ids()
+	const racers = 8
+	for round := range 5 {
+		key := fmt.Sprintf("%sk%d", p, round)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = r.Add(ctx, session.Session{UserID: base + int64(i), Key: key, Server: p + "c", ConnID: strconv.Itoa(i)})
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: racers %d and %d both got the key", round, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, session.ErrKeyInUse):
+				t.Fatalf("round %d: racer %d: %v", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: nobody got the key", round)
+		}
+		uid, _, ok, err := r.KeyOwner(ctx, key)
+		must(t, err)
+		if !ok || uid != base+int64(winner) {
+			t.Fatalf("round %d: KeyOwner = %d %v, want racer %d", round, uid, ok, winner)
+		}
+		all := make([]int64, racers)
+		for i := range all {
+			all[i] = base + int64(i)
+		}
+		got, err := r.UserSessions(ctx, all)
+		must(t, err)
+		if len(got) != 1 || len(got[base+int64(winner)]) != 1 {
+			t.Fatalf("round %d: sessions %+v, want only racer %d's", round, got, winner)
+		}
+		for i := range racers { // tidy up (each round has a key of its own)
+			_, _ = r.Remove(ctx, base+int64(i), key, p+"c", strconv.Itoa(i))
 		}
 	}
 }
