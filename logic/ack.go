@@ -37,7 +37,8 @@ type readJSON struct {
 
 // markRead moves user's read cursor of convID to seq and, when it moved,
 // sends the read receipt: to the peer's devices in a one-to-one chat and
-// to the reader's other devices (not key) in both kinds.
+// to the reader's other devices (not key) in both kinds, in order behind
+// the message events already queued for fan-out.
 func (s *Service) markRead(ctx context.Context, user int64, key, convID string, seq int64) (store.ReadState, *codeError) {
 	if seq < 0 {
 		return store.ReadState{}, refuse(protocol.CodeBadRequest, "seq must not be negative")
@@ -50,14 +51,24 @@ func (s *Service) markRead(ctx context.Context, user int64, key, convID string, 
 	if err != nil {
 		return store.ReadState{}, s.storeRefusal("conversation", err)
 	}
+	if s.unread != nil {
+		uctx, cancel := afterCommit(ctx)
+		s.unreadRead(uctx, user, convID, st)
+		cancel()
+	}
 	if st.Advanced {
 		users := []int64{user}
 		if kind == store.ConversationPair {
 			users = []int64{a, b}
 		}
-		ectx, cancel := afterCommit(ctx)
-		s.emitExcept(ectx, evRead, users, user, key, readEvent{Type: evRead, ConversationID: convID, UserID: user, Seq: st.ReadSeq})
-		cancel()
+		ev := readEvent{Type: evRead, ConversationID: convID, UserID: user, Seq: st.ReadSeq}
+		// Through the ordered fan-out queue: a receipt never overtakes the
+		// event of a message it covers, which may still be in fan-out.
+		s.commit.ordered(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), sideEffectTimeout)
+			defer cancel()
+			s.emitExcept(ctx, evRead, users, user, key, ev)
+		})
 	}
 	return st, nil
 }

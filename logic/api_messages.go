@@ -30,22 +30,26 @@ func (s *Service) handleRecall(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// handleConversations: GET /api/v1/conversations?limit=.
+// handleConversations: GET /api/v1/conversations?limit=&cursor=.
 func (s *Service) handleConversations(w http.ResponseWriter, r *http.Request) error {
 	limit, err := queryInt(r, "limit", 0)
 	if err != nil {
 		return err
 	}
-	out, cerr := s.conversations(r.Context(), me(r), int(min(limit, maxConvsLimit)))
+	out, cerr := s.conversations(r.Context(), me(r), int(min(limit, maxConvsLimit)), r.URL.Query().Get("cursor"))
 	if cerr != nil {
 		return cerr.apiErr()
 	}
-	return writeJSON(w, http.StatusOK, conversationsAnswer{Conversations: out.Conversations, TotalUnread: out.TotalUnread})
+	return writeJSON(w, http.StatusOK, conversationsAnswer{
+		Conversations: out.Conversations, TotalUnread: out.TotalUnread, HasMore: out.HasMore, NextCursor: out.NextCursor,
+	})
 }
 
 type conversationsAnswer struct {
 	Conversations []conversationJSON `json:"conversations"`
 	TotalUnread   int64              `json:"total_unread"`
+	HasMore       bool               `json:"has_more"`
+	NextCursor    string             `json:"next_cursor,omitempty"`
 }
 
 type messagesAnswer struct {
@@ -116,9 +120,9 @@ func (s *Service) handleReadCount(w http.ResponseWriter, r *http.Request) error 
 	if _, _, _, cerr := s.participant(r.Context(), me(r), conv); cerr != nil {
 		return cerr.apiErr()
 	}
-	n, err := s.msgs.ReadCount(r.Context(), conv, seq)
-	if err != nil {
-		return s.storeRefusal("conversation", err).apiErr()
+	n, cerr := s.readCount(r.Context(), conv, seq)
+	if cerr != nil {
+		return cerr.apiErr()
 	}
 	return writeJSON(w, http.StatusOK, readCountAnswer{ConversationID: conv, Seq: seq, ReadCount: n})
 }
@@ -147,6 +151,11 @@ func (s *Service) handleMuteConversation(w http.ResponseWriter, r *http.Request)
 	}
 	if err := s.msgs.SetConversationMuted(r.Context(), me(r), conv, *req.Muted); err != nil {
 		return s.storeRefusal("conversation", err).apiErr()
+	}
+	if s.unread != nil { // the total changes: rebuilt when next read
+		ctx, cancel := afterCommit(r.Context())
+		s.unreadInvalidate(ctx, me(r))
+		cancel()
 	}
 	return writeJSON(w, http.StatusOK, muteAnswer{ConversationID: conv, Muted: *req.Muted})
 }

@@ -48,6 +48,20 @@ type commitReq struct {
 	done chan struct{} // closed when res / err are set
 	res  store.AppendResult
 	err  error // the whole batch failed
+
+	// Bus mode (persist.go): the Op 4's comet and Seq for its SendAck, and
+	// a channel closed once the request's events are published (or known
+	// not to be).
+	ackServer string
+	ackSeq    int32
+	fanned    chan struct{}
+}
+
+// fanDone closes r.fanned, if any.
+func (r *commitReq) fanDone() {
+	if r.fanned != nil {
+		close(r.fanned)
+	}
 }
 
 // committer owns the commit and fan-out goroutines. They start with the
@@ -60,7 +74,43 @@ type committer struct {
 	in      chan *commitReq
 	out     chan fanItem // committed batches and ordered events, in order, to fan-out
 	wg      sync.WaitGroup
+
+	// unknown holds the messages of batches whose commit failed with an
+	// unknown outcome (a timeout, a connection lost at COMMIT): the store
+	// may have kept them. A later retry of the same (sender,
+	// client_msg_id) that finds the original stored takes the entry and
+	// publishes the original's events, once.
+	unknownMu sync.Mutex
+	unknown   map[clientKey]unknownMsg
+
+	// Cache barrier (cacheBarrier): batches whose AppendMessages started,
+	// batches whose cache write is done (or that failed), and a channel
+	// closed and replaced whenever cached moves.
+	barrierMu    sync.Mutex
+	begun        uint64
+	cached       uint64
+	cachedCh     chan struct{}
+	cacheWaiting atomic.Int32 // recalls waiting in cacheBarrier (tests)
 }
+
+// clientKey is a message's idempotency key.
+type clientKey struct {
+	sender int64
+	cmid   string
+}
+
+// unknownMsg is a message of a failed commit.
+type unknownMsg struct {
+	req *commitReq
+	at  time.Time
+}
+
+// Bounds of the unknown-outcome memory: the most entries, and the age
+// beyond which an entry may be forgotten when it is full.
+const (
+	maxUnknown    = 1 << 12
+	unknownMaxAge = time.Hour
+)
 
 func (c *committer) init(s *Service) {
 	c.s = s
@@ -103,6 +153,27 @@ func (c *committer) submit(ctx context.Context, r *commitReq) error {
 	select {
 	case <-r.done:
 		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue queues r for commit without waiting for it (bus mode: the job
+// queues a batch, then waits for each request's done).
+func (c *committer) enqueue(ctx context.Context, r *commitReq) error {
+	if !c.started.Load() {
+		c.mu.Lock()
+		c.startLocked()
+		c.mu.Unlock()
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return errCommitterClosed
+	}
+	select {
+	case c.in <- r:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -176,6 +247,10 @@ func (c *committer) commit(batch []*commitReq) {
 	for i, r := range batch {
 		msgs[i] = r.msg
 	}
+	c.barrierMu.Lock()
+	c.begun++
+	c.barrierMu.Unlock()
+	defer c.batchCached()
 	start := time.Now()
 	res, err := c.append(msgs)
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -193,13 +268,15 @@ func (c *committer) commit(batch []*commitReq) {
 	if err != nil {
 		commitErrors.Inc()
 		c.s.log.Error("message commit failed: every message of the batch is refused with unavailable", "messages", len(batch), "err", err)
+		c.rememberUnknown(batch)
 		for _, r := range batch {
 			r.err = err
+			r.fanDone()
 			close(r.done)
 		}
 		return
 	}
-	var stored []*commitReq
+	var stored, late []*commitReq
 	for i, r := range batch {
 		r.res = res[i]
 		if r.res.Duplicate && r.res.ID == r.msg.ID {
@@ -211,16 +288,137 @@ func (c *committer) commit(batch []*commitReq) {
 		}
 		if r.res.Err == nil && !r.res.Duplicate {
 			stored = append(stored, r)
+		} else {
+			r.fanDone()
+		}
+		if r.res.Duplicate {
+			// A retry of a message whose commit was answered unavailable
+			// but kept by the store: its events were never published.
+			if l := c.takeUnknown(r.msg.SenderID, r.msg.ClientMsgID, r.res, r.key); l != nil {
+				late = append(late, l)
+			}
 		}
 	}
 	// Before the acks: a page read after a SendAck sees the message.
-	c.s.cacheCommitted(stored)
-	if len(stored) > 0 {
+	c.s.cacheCommitted(stored) // not late: an old seq would only reset the window
+	// The unread mirror, also before the acks: a list read after a SendAck
+	// counts the message. A late message's seq is behind the mirror's:
+	// its recipients' counters are rebuilt instead.
+	c.s.countCommitted(stored)
+	for _, l := range late {
+		c.s.unreadInvalidate(context.Background(), l.recipients...)
+	}
+	if stored = append(stored, late...); len(stored) > 0 {
 		c.out <- fanItem{reqs: stored}
 	}
 	for _, r := range batch {
 		close(r.done)
 	}
+}
+
+// batchCached records that the current batch's cache write is done (or
+// that it failed and wrote nothing).
+func (c *committer) batchCached() {
+	c.barrierMu.Lock()
+	c.cached++
+	if c.cachedCh != nil {
+		close(c.cachedCh)
+		c.cachedCh = nil
+	}
+	c.barrierMu.Unlock()
+}
+
+// cacheBarrier waits until every batch whose commit had started when it
+// was called has written the message cache. A message the caller read
+// from the store (say, to recall it) was committed by such a batch, so
+// after the barrier the committer will never write that message's old
+// state into the cache again: a cache invalidation made after the barrier
+// is final. It returns early when ctx ends.
+func (c *committer) cacheBarrier(ctx context.Context) error {
+	c.barrierMu.Lock()
+	target := c.begun
+	c.barrierMu.Unlock()
+	for {
+		c.barrierMu.Lock()
+		if c.cached >= target {
+			c.barrierMu.Unlock()
+			return nil
+		}
+		if c.cachedCh == nil {
+			c.cachedCh = make(chan struct{})
+		}
+		ch := c.cachedCh
+		c.barrierMu.Unlock()
+		c.cacheWaiting.Add(1)
+		select {
+		case <-ch:
+			c.cacheWaiting.Add(-1)
+		case <-ctx.Done():
+			c.cacheWaiting.Add(-1)
+			return ctx.Err()
+		}
+	}
+}
+
+// rememberUnknown keeps the messages of a failed batch, whose outcome is
+// unknown, for takeUnknown.
+func (c *committer) rememberUnknown(batch []*commitReq) {
+	now := time.Now()
+	c.unknownMu.Lock()
+	defer c.unknownMu.Unlock()
+	if c.unknown == nil {
+		c.unknown = make(map[clientKey]unknownMsg)
+	}
+	if len(c.unknown)+len(batch) > maxUnknown {
+		for k, u := range c.unknown {
+			if now.Sub(u.at) > unknownMaxAge {
+				delete(c.unknown, k)
+			}
+		}
+	}
+	for _, r := range batch {
+		if r.msg.ClientMsgID == "" || len(c.unknown) >= maxUnknown {
+			continue
+		}
+		c.unknown[clientKey{r.msg.SenderID, r.msg.ClientMsgID}] = unknownMsg{req: r, at: now}
+	}
+}
+
+// takeUnknown is called for a retry of (sender, cmid) that found the
+// original stored (res: the original's result). When the original is the
+// message of a failed commit (same msg_id), the store kept it without
+// anyone being told: it returns a request to fan out, the original's
+// message to the participants' devices but the retrying connection (key),
+// which gets the SendAck. The entry is taken once: exactly one retry
+// publishes.
+func (c *committer) takeUnknown(sender int64, cmid string, res store.AppendResult, key string) *commitReq {
+	k := clientKey{sender, cmid}
+	c.unknownMu.Lock()
+	u, ok := c.unknown[k]
+	if ok {
+		delete(c.unknown, k)
+	}
+	c.unknownMu.Unlock()
+	if !ok {
+		return nil
+	}
+	if u.req.msg.ID != res.ID {
+		return nil // the failed attempt was a retry itself: the original was published
+	}
+	m := *u.req.msg
+	m.Seq, m.CreatedAt, m.IndexUsers = res.Seq, res.CreatedAt, nil
+	return &commitReq{msg: &m, recipients: u.req.recipients, key: key}
+}
+
+// publishLate publishes, in order behind the queued events, the events of
+// an original found stored by a retry outside the committer (the refusal
+// path of send.go).
+func (c *committer) publishLate(orig *store.Message, key string) {
+	late := c.takeUnknown(orig.SenderID, orig.ClientMsgID, store.AppendResult{ID: orig.ID, Seq: orig.Seq, CreatedAt: orig.CreatedAt}, key)
+	if late == nil {
+		return
+	}
+	c.ordered(func() { c.s.publishMessages([]*commitReq{late}) })
 }
 
 // fanItem is one unit of fan-out: the stored requests of a batch, or an
@@ -264,6 +462,9 @@ func (c *committer) fanout() {
 		}
 		if len(reqs) > 0 { // what came before goes first
 			c.s.publishMessages(reqs)
+			for _, r := range reqs {
+				r.fanDone()
+			}
 			reqs = nil
 		}
 		it.fn()
@@ -284,6 +485,9 @@ func (c *committer) fanout() {
 		}
 		if len(reqs) > 0 {
 			c.s.publishMessages(reqs)
+			for _, r := range reqs {
+				r.fanDone()
+			}
 			reqs = nil
 		}
 	}

@@ -87,6 +87,11 @@ type Config struct {
 	CommitMaxBatch int `yaml:"commit_max_batch"`
 	// CommitTimeout bounds one group commit. Default 5s.
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
+	// PersistOnBus (set by `goim logic`, the distributed mode) hands every
+	// validated message to the bus (bus.TopicMsg) instead of committing
+	// it: the jobs persist it, publish its events and push its SendAck
+	// (persist.go). Default false: this process commits.
+	PersistOnBus bool `yaml:"-"`
 	// SnowflakeNode is this logic process's Snowflake node id (0..1023),
 	// unique among the running logic processes: msg ids are unique only
 	// if no two processes share it. Default 0.

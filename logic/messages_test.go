@@ -392,8 +392,8 @@ func testSendRefusals(t *testing.T, e *env) {
 	}{
 		{"blocked", alice, text("r1", bob.id, 0, "hi"), protocol.CodeBlocked},
 		{"not member", dave, text("r2", 0, group, "hi"), protocol.CodeNotMember},
-		{"no such group", dave, text("r3", 0, 999999, "hi"), protocol.CodeNotFound},
-		{"no such user", dave, text("r4", 999999, 0, "hi"), protocol.CodeNotFound},
+		{"no such group", dave, text("r3", 0, 999999, "hi"), protocol.CodeNotMember},
+		{"no such user", dave, text("r4", 999999, 0, "hi"), protocol.CodeBadRequest},
 		{"too large", dave, text("r5", carol.id, 0, big), protocol.CodeTooLarge},
 		{"system type", dave, map[string]any{"client_msg_id": "r6", "to_user": carol.id, "type": 100, "content": map[string]any{"text": "x"}}, protocol.CodeBadRequest},
 		{"type 0", dave, map[string]any{"client_msg_id": "r7", "to_user": carol.id, "type": 0, "content": map[string]any{"text": "x"}}, protocol.CodeBadRequest},
@@ -740,10 +740,10 @@ func testGroupMemberChanges(t *testing.T, e *env) {
 	if got := seqsOf(c1); !slices.Equal(got, []int64{2, 3}) {
 		t.Fatalf("carol (joined before 2) got seqs %v", got)
 	}
-	// Every group is above threshold 1: read diffusion, carol has no entry
-	// until she reads; then her unread count is exact.
+	// Every group is above threshold 1: read diffusion; carol's list still
+	// has the group (an entry that read nothing) and counts it.
 	m := e.ok(t, carol, http.StatusOK, "GET", "/api/v1/conversations", nil)
-	if len(list(t, m, "conversations")) != 0 {
+	if cs := list(t, m, "conversations"); len(cs) != 1 || numTB(t, cs[0]["unread"]) != 3 || numTB(t, m["total_unread"]) != 3 {
 		t.Fatalf("carol's list before reading: %v", m)
 	}
 	r := e.ok(t, carol, http.StatusOK, "POST", path("/api/v1/conversations/%s/read", store.GroupConversationID(group)), map[string]any{"seq": 1})

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/bus"
@@ -35,12 +36,23 @@ func (c *countingMessages) Messages(ctx context.Context, convID string, after, b
 // newEnvMsgCache is newEnv with an in-process message cache in front of
 // a page-counting store.
 func newEnvMsgCache(t *testing.T) (*env, *countingMessages, *msgcache.Cache) {
+	return newEnvMsgCacheWith(t, func(*msgcache.Config) {}, nil)
+}
+
+// newEnvMsgCacheWith is newEnvMsgCache with a changed cache configuration
+// and the cache given to the service wrapped (wrap nil: as is).
+func newEnvMsgCacheWith(t *testing.T, mut func(*msgcache.Config), wrap func(MessageCache) MessageCache) (*env, *countingMessages, *msgcache.Cache) {
 	t.Helper()
 	st := openSQLite(t)
 	cm := &countingMessages{inner: st.(store.Messages), msgStore: st.(store.Messages)}
 	mcfg := msgcache.DefaultConfig()
 	mcfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	mut(&mcfg)
 	mc := msgcache.New(msgcache.NewMemory(msgcache.MemoryConfig{WindowSize: 100}), cm, mcfg)
+	var svcCache MessageCache = mc
+	if wrap != nil {
+		svcCache = wrap(mc)
+	}
 	iss, err := auth.NewIssuer(testSecret, testIssuerName)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +65,7 @@ func newEnvMsgCache(t *testing.T) (*env, *countingMessages, *msgcache.Cache) {
 	cfg := DefaultConfig()
 	cfg.Password = auth.TestPasswordParams()
 	noRateLimit(&cfg)
-	svc, err := New(cfg, Deps{Store: st, Issuer: iss, Sessions: reg, Bus: rb, Cache: rc, Messages: cm, MessageCache: mc},
+	svc, err := New(cfg, Deps{Store: st, Issuer: iss, Sessions: reg, Bus: rb, Cache: rc, Messages: cm, MessageCache: svcCache},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -123,5 +135,67 @@ func TestHistoryFromMessageCache(t *testing.T) {
 				t.Fatalf("page %v message %d: %+v vs %+v", q, i, viaCache[i], direct[i])
 			}
 		}
+	}
+}
+
+// holdingCache holds the committer's next cache write until release is
+// closed (reached is closed when it waits).
+type holdingCache struct {
+	MessageCache
+	armed            atomic.Bool
+	reached, release chan struct{}
+}
+
+func (h *holdingCache) Committed(ctx context.Context, msgs []*store.Message) {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-h.release
+	}
+	h.MessageCache.Committed(ctx, msgs)
+}
+
+// TestRecallBeforeCacheWrite: a message recalled after its commit but
+// before the committer wrote it into the cache (a slow committer, a
+// recall fence already expired) is never served unrecalled from the cache
+// once the recall was answered.
+func TestRecallBeforeCacheWrite(t *testing.T) {
+	h := &holdingCache{reached: make(chan struct{}), release: make(chan struct{})}
+	e, _, _ := newEnvMsgCacheWith(t, func(c *msgcache.Config) { c.RecallFence = time.Nanosecond },
+		func(mc MessageCache) MessageCache { h.MessageCache = mc; return h })
+	alice, bob := e.user(t, "alice"), e.user(t, "bob")
+	conv := store.PairConversationID(alice.id, bob.id)
+	h.armed.Store(true)
+	sent := make(chan struct{})
+	go func() { defer close(sent); e.sendOK(t, alice, "a1", text("m1", bob.id, 0, "secret")) }()
+	<-h.reached // stored, not yet in the cache
+	m, err := e.svc.msgs.MessageByClientID(context.Background(), alice.id, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recalled := make(chan struct{})
+	go func() {
+		defer close(recalled)
+		e.ok(t, alice, http.StatusOK, "POST", fmt.Sprintf("/api/v1/messages/%d/recall", m.ID), nil)
+	}()
+	// Let the recall get as far as it goes without the cache write.
+	for done := false; !done; {
+		select {
+		case <-recalled:
+			done = true
+		default:
+			if e.svc.commit.cacheWaiting.Load() > 0 {
+				done = true
+			} else {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	close(h.release)
+	<-recalled
+	<-sent
+	page := e.ok(t, bob, http.StatusOK, "GET", path("/api/v1/conversations/%s/messages?after_seq=0&limit=10", conv), nil)
+	got := list(t, page, "messages")
+	if len(got) != 2 || num(t, got[0]["status"]) != store.StatusRecalled || got[0]["content"] != nil {
+		t.Fatalf("history after the recall: %v", got)
 	}
 }

@@ -79,8 +79,18 @@ func (s *Service) recallMessage(ctx context.Context, actor int64, msgID string) 
 	ectx, cancel := afterCommit(ctx)
 	defer cancel()
 	if s.msgCache != nil {
+		// The committer may not have written the recalled message into
+		// the cache yet (it was committed, then read here, before its
+		// batch's cache write): wait for that write, so that the drop
+		// below is the last word and no page served after this answer
+		// shows the message unrecalled.
+		if err := s.commit.cacheBarrier(ectx); err != nil {
+			s.log.Warn("recall: the message cache barrier timed out", "conversation", recalled.ConversationID, "err", err)
+		}
 		s.msgCache.Recalled(ectx, recalled.ConversationID)
 	}
+	// The recalled message stops counting as unread: rebuilt when next read.
+	s.unreadInvalidate(ectx, participants...)
 	ev := recallEvent{
 		Type: evRecall, ConversationID: out.ConversationID, MsgID: out.MsgID, Seq: out.Seq, NoticeSeq: out.NoticeSeq, By: actor,
 	}

@@ -97,6 +97,8 @@ type target struct {
 func (s *Service) sendMessage(ctx context.Context, sender int64, key string, body []byte) (sendAckJSON, string, *codeError) {
 	ack, cmid, cerr := s.send(ctx, sender, key, body)
 	switch {
+	case cerr == ackLater:
+		sends.WithLabelValues("handed_off").Inc()
 	case cerr != nil:
 		sends.WithLabelValues(cerr.code).Inc()
 	case ack.Code == dupMarker:
@@ -131,11 +133,11 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 	content := bytes.Clone(bytes.TrimSpace(req.Content))
 	now := s.now()
 	if s.sendLimit != nil && !s.sendLimit.allow(sender, now) {
-		return s.retryOr(ctx, sender, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down"))
+		return s.retryOr(ctx, sender, key, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down"))
 	}
 	tg, cerr := s.checkTarget(ctx, sender, &req)
 	if cerr != nil {
-		return s.retryOr(ctx, sender, cmid, cerr)
+		return s.retryOr(ctx, sender, key, cmid, cerr)
 	}
 	m := &store.Message{
 		ID:             s.ids.Next(),
@@ -153,6 +155,9 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 		m.Mentions = req.Mentions
 	}
 	r := &commitReq{msg: m, recipients: tg.recipients, key: key, done: make(chan struct{})}
+	if s.cfg.PersistOnBus {
+		return s.handOff(ctx, r)
+	}
 	if err := s.commit.submit(ctx, r); err != nil {
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errCommitterClosed) {
 			s.log.Warn("message not stored", "sender", sender, "conversation", tg.convID, "err", err)
@@ -185,11 +190,12 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 // acknowledged message, which gets its original SendAck whatever changed
 // since (PROTOCOL.md: resending returns the same msg_id and seq); otherwise
 // the refusal. The store is read only on this refusal path.
-func (s *Service) retryOr(ctx context.Context, sender int64, cmid string, refusal *codeError) (sendAckJSON, string, *codeError) {
+func (s *Service) retryOr(ctx context.Context, sender int64, key, cmid string, refusal *codeError) (sendAckJSON, string, *codeError) {
 	orig, err := s.msgs.MessageByClientID(ctx, sender, cmid)
 	if err != nil {
 		return sendAckJSON{}, cmid, refusal
 	}
+	s.commit.publishLate(orig, key)
 	return sendAckJSON{
 		Code:           dupMarker,
 		ClientMsgID:    cmid,
@@ -237,7 +243,9 @@ func (s *Service) checkTarget(ctx context.Context, sender int64, req *sendReq) (
 	to := req.ToUser
 	if !s.users.has(to) {
 		if _, err := s.store.UserByID(ctx, to); errors.Is(err, store.ErrNotFound) {
-			return target{}, refuse(protocol.CodeNotFound, "no such user")
+			// PROTOCOL.md's SendAck codes have no not_found: an unknown
+			// recipient is a bad request.
+			return target{}, refuse(protocol.CodeBadRequest, "no such user")
 		} else if err != nil {
 			return target{}, s.lookupFailed("recipient", err)
 		}
@@ -270,7 +278,9 @@ func (s *Service) checkGroupTarget(ctx context.Context, sender, group int64) (ta
 	}
 	switch {
 	case !ms.GroupExists:
-		return target{}, refuse(protocol.CodeNotFound, "no such group")
+		// One is not a member of a group that does not exist (PROTOCOL.md's
+		// SendAck codes have no not_found).
+		return target{}, refuse(protocol.CodeNotMember, "no such group")
 	case ms.GroupDismissed:
 		return target{}, refuse(protocol.CodeNotMember, "the group was dismissed")
 	case !ms.IsMember:
@@ -304,7 +314,10 @@ func (s *Service) lookupFailed(what string, err error) *codeError {
 // durable (the comet calls Receive sequentially per connection, so the
 // messages of one connection are stored in the order sent).
 func (s *Service) opSend(ctx context.Context, req *comet.ReceiveRequest) (*protocol.Packet, error) {
-	ack, cmid, cerr := s.sendMessage(ctx, req.UserID, req.Key, req.Packet.Body)
+	ack, cmid, cerr := s.sendMessage(withOrigin(ctx, req.Server, req.Packet.Seq), req.UserID, req.Key, req.Packet.Body)
+	if cerr == ackLater {
+		return nil, nil // the job pushes the SendAck once the message is durable
+	}
 	var body []byte
 	var err error
 	if cerr != nil {

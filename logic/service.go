@@ -37,6 +37,10 @@ type Deps struct {
 	// conversations and is told about every commit and recall (see
 	// MessageCache). Nil: the store answers every page.
 	MessageCache MessageCache
+	// Unread, when set, mirrors unread counts (internal/unread on Redis):
+	// the conversation list's counts and total come from it. Nil: the
+	// store answers them.
+	Unread UnreadCounter
 }
 
 // Service is the logic service. It owns none of its Deps: closing them is
@@ -60,13 +64,15 @@ type Service struct {
 
 	// Messaging (send.go, committer.go).
 	msgs        store.Messages
-	msgCache    MessageCache // nil: none
+	msgCache    MessageCache  // nil: none
+	unread      UnreadCounter // nil: the store counts
 	checker     RelationChecker
 	ids         *snowflake.Generator
 	sendLimit   *tokenLimiter // nil: no limit
 	typing      *intervalLimiter
 	users       knownUsers
 	memberLists memberLists
+	large       largeEntries // convlist.go
 	commit      committer
 }
 
@@ -112,6 +118,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Service, error) {
 		s.msgs = m
 	}
 	s.msgCache = deps.MessageCache
+	s.unread = deps.Unread
 	s.checker = deps.Checker
 	if s.checker == nil {
 		if c, ok := deps.Cache.(RelationChecker); ok {

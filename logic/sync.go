@@ -17,7 +17,7 @@ const (
 	defaultPageLimit  = 50
 	maxPageLimit      = 200
 	defaultConvsLimit = 200
-	maxConvsLimit     = store.MaxPageLimit
+	maxConvsLimit     = store.MaxPageLimit - 1 // one more is read to learn has_more
 )
 
 // clampLimit applies a default and a ceiling to a requested page size (0
@@ -36,6 +36,7 @@ type syncReq struct {
 	BeforeSeq      int64  `json:"before_seq"`
 	Limit          int    `json:"limit"`
 	Conversations  bool   `json:"conversations"`
+	Cursor         string `json:"cursor"` // conversation list: next_cursor of the previous page
 }
 
 // syncMessagesJSON is the SyncResp of a message page (also the HTTP
@@ -52,6 +53,8 @@ type syncConversationsJSON struct {
 	Code          int                `json:"code"`
 	Conversations []conversationJSON `json:"conversations"`
 	TotalUnread   int64              `json:"total_unread"`
+	HasMore       bool               `json:"has_more"`
+	NextCursor    string             `json:"next_cursor,omitempty"` // set when has_more
 }
 
 // participant checks that user may read and write convID's cursors: one
@@ -109,17 +112,31 @@ func (s *Service) history(ctx context.Context, user int64, convID string, after,
 	return syncMessagesJSON{Messages: toMessagesJSON(msgs), HasMore: more}, nil
 }
 
-// conversations returns user's conversation list and total unread.
-func (s *Service) conversations(ctx context.Context, user int64, limit int) (syncConversationsJSON, *codeError) {
-	cs, err := s.msgs.Conversations(ctx, user, clampLimit(limit, defaultConvsLimit, maxConvsLimit))
+// conversations returns a page of user's conversation list (from cursor,
+// "" for the first page) and the total unread.
+func (s *Service) conversations(ctx context.Context, user int64, limit int, cursor string) (syncConversationsJSON, *codeError) {
+	after, cerr := parseConvCursor(cursor)
+	if cerr != nil {
+		return syncConversationsJSON{}, cerr
+	}
+	if err := s.ensureLargeGroupEntries(ctx, user); err != nil {
+		return syncConversationsJSON{}, s.lookupFailed("large groups", err)
+	}
+	limit = clampLimit(limit, defaultConvsLimit, maxConvsLimit)
+	cs, err := s.msgs.ConversationsAfter(ctx, user, after, min(limit+1, store.MaxPageLimit))
 	if err != nil {
 		return syncConversationsJSON{}, s.storeRefusal("conversations", err)
 	}
-	total, err := s.msgs.TotalUnread(ctx, user)
-	if err != nil {
+	out := syncConversationsJSON{HasMore: len(cs) > limit}
+	if out.HasMore {
+		cs = cs[:limit]
+		out.NextCursor = convCursor(&cs[len(cs)-1])
+	}
+	if out.TotalUnread, err = s.unreadCounts(ctx, user, cs); err != nil {
 		return syncConversationsJSON{}, s.storeRefusal("unread", err)
 	}
-	return syncConversationsJSON{Conversations: toConversationsJSON(cs), TotalUnread: total}, nil
+	out.Conversations = toConversationsJSON(cs)
+	return out, nil
 }
 
 // opSync handles Op 18.
@@ -129,7 +146,7 @@ func (s *Service) opSync(ctx context.Context, req *comet.ReceiveRequest) (*proto
 	cerr := decodeBody(req.Packet.Body, &r)
 	if cerr == nil {
 		if r.Conversations {
-			v, cerr = s.conversations(ctx, req.UserID, r.Limit)
+			v, cerr = s.conversations(ctx, req.UserID, r.Limit, r.Cursor)
 		} else {
 			v, cerr = s.history(ctx, req.UserID, r.ConversationID, r.AfterSeq, r.BeforeSeq, r.Limit)
 		}

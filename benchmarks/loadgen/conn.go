@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,14 +89,47 @@ type disconnect struct {
 	Reason string `json:"reason"`
 }
 
-// dialClient connects, authenticates with token and waits for AuthReply.
-// On success the connection has no deadline and the returned heartbeat is
-// the server's announced interval (0 if it announced none).
+// SplitAddrs splits a comma-separated address list ("h:p,h:p"), dropping
+// empty entries and spaces. ConnectSpec.Addr may hold such a list: the
+// connections are spread over it round robin.
+func SplitAddrs(list string) []string {
+	var out []string
+	for a := range strings.SplitSeq(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// JoinAddrs is the inverse of SplitAddrs.
+func JoinAddrs(addrs []string) string { return strings.Join(addrs, ",") }
+
+// rotateAddrs returns the list with its first n%len entries moved to the
+// end: a worker whose part of the users starts at global index n then
+// continues the global round robin.
+func rotateAddrs(list string, n int) string {
+	a := SplitAddrs(list)
+	if len(a) < 2 {
+		return list
+	}
+	n %= len(a)
+	return JoinAddrs(append(a[n:], a[:n]...))
+}
+
+// dialClient is dialClientAddr to spec.Addr.
 func dialClient(ctx context.Context, spec *ConnectSpec, token, key string) (c *client, heartbeat time.Duration, err error) {
+	return dialClientAddr(ctx, spec, spec.Addr, token, key)
+}
+
+// dialClientAddr connects to addr, authenticates with token and waits for
+// AuthReply. On success the connection has no deadline and the returned
+// heartbeat is the server's announced interval (0 if it announced none).
+func dialClientAddr(ctx context.Context, spec *ConnectSpec, addr, token, key string) (c *client, heartbeat time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, spec.HandshakeTimeout)
 	defer cancel()
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", spec.Addr)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
@@ -110,7 +144,7 @@ func dialClient(ctx context.Context, spec *ConnectSpec, token, key string) (c *c
 	}
 	c = &client{nc: nc, ws: spec.Transport == TransportWS}
 	if c.ws {
-		u := &url.URL{Scheme: "ws", Host: spec.Addr, Path: spec.WSPath}
+		u := &url.URL{Scheme: "ws", Host: addr, Path: spec.WSPath}
 		br, _, err := ws.Dialer{}.Upgrade(nc, u)
 		if err != nil {
 			return nil, 0, fmt.Errorf("ws upgrade: %w", err)

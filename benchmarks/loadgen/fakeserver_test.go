@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bytedance/sonic"
 	"github.com/gobwas/ws"
@@ -32,7 +34,10 @@ type fakeComet struct {
 	mu    sync.Mutex
 	conns map[*fakeConn]struct{}
 	rooms map[*fakeConn]string
-	wg    sync.WaitGroup
+	// authed lists the users authenticated, in order, and when.
+	authed   []int64
+	authedAt []time.Time
+	wg       sync.WaitGroup
 }
 
 type fakeConn struct {
@@ -78,6 +83,14 @@ func newFakeComet(t testing.TB, overWS bool) *fakeComet {
 }
 
 func (s *fakeComet) addr() string { return s.ln.Addr().String() }
+
+// users returns the users authenticated so far, sorted, and how many
+// connections are open.
+func (s *fakeComet) users() ([]int64, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(slices.Values(s.authed)), len(s.conns)
+}
 
 func (s *fakeComet) close() {
 	s.ln.Close()
@@ -144,6 +157,8 @@ func (s *fakeComet) serve(nc net.Conn) {
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.rooms[c] = req.RoomID
+	s.authed = append(s.authed, claims.UserID)
+	s.authedAt = append(s.authedAt, time.Now())
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -35,10 +36,15 @@ type WorkerConn struct {
 type Spawner func(ctx context.Context, id int) (WorkerConn, error)
 
 // ExecSpawner starts workers as child processes: path with args, then
-// "-id", the worker number. The children's stderr goes to stderr.
+// "-id", the worker number. The children's stderr goes to stderr. They run
+// in their own process group, so that a Ctrl-C at the terminal reaches only
+// the driver, which then stops them in order (Pool.Connect's cancel,
+// CloseConns, Close); they exit when their stdin closes, also when the
+// driver dies.
 func ExecSpawner(path string, args []string, stderr io.Writer) Spawner {
 	return func(ctx context.Context, id int) (WorkerConn, error) {
 		cmd := exec.Command(path, append(append([]string(nil), args...), "-id", fmt.Sprint(id))...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Stderr = stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -164,6 +170,20 @@ func (h *workerHandle) readReplies() {
 	}
 }
 
+// notify writes a request that has no reply (cancel).
+func (h *workerHandle) notify(r request) error {
+	b, err := sonic.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("worker %d: encode: %w", h.id, err)
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if _, err := h.wc.In.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("worker %d: send %s: %w", h.id, r.Cmd, err)
+	}
+	return nil
+}
+
 func (h *workerHandle) call(ctx context.Context, r request) (message, error) {
 	r.ID = h.nextID.Add(1)
 	ch := make(chan message, 1)
@@ -229,8 +249,21 @@ func Split(ids []int64, n int) [][]int64 {
 // Connect splits spec.UserIDs and spec.Rate evenly between the workers and
 // waits until every worker has finished its handshakes. onProgress, if not
 // nil, is called every interval with the sum of the workers' progress.
+//
+// spec.Addr may list several comet addresses ("h:p,h:p"): connection
+// number i (over all workers) goes to address i mod len, round robin.
+//
+// When ctx ends first, the workers are told to cancel their ramp (no new
+// handshake; those under way are aborted) and Connect still waits, at most
+// 20 s, for their replies: it returns the partial stats (the
+// connections that did authenticate stay open, for the caller to close)
+// and an error wrapping ctx.Err().
 func (p *Pool) Connect(ctx context.Context, spec ConnectSpec, interval time.Duration, onProgress func(Progress)) (Stats, error) {
 	parts := Split(spec.UserIDs, len(p.workers))
+	first := make([]int, len(parts))
+	for i := 1; i < len(parts); i++ {
+		first[i] = first[i-1] + len(parts[i-1])
+	}
 	for _, h := range p.workers {
 		h.progress.Store(nil)
 	}
@@ -250,19 +283,47 @@ func (p *Pool) Connect(ctx context.Context, spec ConnectSpec, interval time.Dura
 			}
 		})
 	}
-	st, err := p.all(ctx, func(i int) request {
+	// The calls outlive ctx by up to cancelWait, so that an interrupted
+	// ramp still reports what it did.
+	callCtx, cancelCalls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCalls()
+	finished := make(chan struct{})
+	wg.Go(func() {
+		select {
+		case <-finished:
+		case <-ctx.Done():
+			for _, h := range p.workers {
+				_ = h.notify(request{Cmd: cmdCancel})
+			}
+			select {
+			case <-finished:
+			case <-time.After(cancelWait):
+				cancelCalls()
+			}
+		}
+	})
+	st, err := p.all(callCtx, func(i int) request {
 		s := spec
 		s.UserIDs = parts[i]
 		s.Rate = spec.Rate / float64(len(p.workers))
+		s.Addr = rotateAddrs(spec.Addr, first[i])
 		return request{Cmd: cmdConnect, Connect: &s}
 	})
+	close(finished)
 	close(stop)
 	wg.Wait()
 	if onProgress != nil {
 		onProgress(p.progress())
 	}
+	if ctx.Err() != nil {
+		return st, fmt.Errorf("connect interrupted after %d of %d connections: %w", st.Authed, len(spec.UserIDs), ctx.Err())
+	}
 	return st, err
 }
+
+// cancelWait bounds how long an interrupted Connect waits for the workers
+// to report (their handshakes under way are aborted at once).
+const cancelWait = 20 * time.Second
 
 func (p *Pool) progress() Progress {
 	var sum Progress

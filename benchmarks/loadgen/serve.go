@@ -38,8 +38,20 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 		return err
 	}
 
-	reqs := make(chan request)
+	// Each request runs under its own context, made by the reader before
+	// the request is handed over, so that a cancel line read after it
+	// always reaches it (even before the loop took it up). A cancel line
+	// cancels every request not finished yet.
+	reqs := make(chan *job)
 	readErr := make(chan error, 1)
+	var opMu sync.Mutex
+	open := map[*job]struct{}{}
+	finish := func(j *job) {
+		j.cancel()
+		opMu.Lock()
+		delete(open, j)
+		opMu.Unlock()
+	}
 	go func() {
 		defer close(reqs)
 		sc := bufio.NewScanner(in)
@@ -51,9 +63,23 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 				cancel()
 				return
 			}
+			if r.Cmd == cmdCancel {
+				opMu.Lock()
+				for j := range open {
+					j.cancel()
+				}
+				opMu.Unlock()
+				continue
+			}
+			j := &job{r: r}
+			j.ctx, j.cancel = context.WithCancel(ctx)
+			opMu.Lock()
+			open[j] = struct{}{}
+			opMu.Unlock()
 			select {
-			case reqs <- r:
+			case reqs <- j:
 			case <-ctx.Done():
+				finish(j)
 				return
 			}
 		}
@@ -63,11 +89,11 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 	}()
 
 	for {
-		var r request
+		var j *job
 		var ok bool
 		select {
 		case <-ctx.Done():
-		case r, ok = <-reqs:
+		case j, ok = <-reqs:
 		}
 		if !ok {
 			select {
@@ -77,6 +103,7 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 				return nil
 			}
 		}
+		r := j.r
 		reply := message{Type: msgReply, ID: r.ID}
 		switch r.Cmd {
 		case cmdConnect:
@@ -84,7 +111,7 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 				reply.Error = "connect without spec"
 				break
 			}
-			err := w.Connect(ctx, *r.Connect, func(p Progress) {
+			err := w.Connect(j.ctx, *r.Connect, func(p Progress) {
 				_ = send(message{Type: msgProgress, Progress: &p})
 			})
 			if err != nil {
@@ -102,6 +129,7 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 		default:
 			reply.Error = fmt.Sprintf("unknown command %q", r.Cmd)
 		}
+		finish(j)
 		if err := send(reply); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
 				return nil
@@ -109,4 +137,17 @@ func Serve(ctx context.Context, id int, in io.Reader, out io.Writer, log *slog.L
 			return fmt.Errorf("worker %d: write reply: %w", id, err)
 		}
 	}
+}
+
+// cmdCancel asks a worker to abandon the request it is running (a connect
+// ramp): handshakes not yet started are skipped, those under way are
+// aborted, and the request's reply carries the stats so far. It has no
+// reply of its own.
+const cmdCancel = "cancel"
+
+// job is a request with the context it runs under.
+type job struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	r      request
 }

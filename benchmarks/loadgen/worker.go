@@ -111,12 +111,16 @@ func (w *Worker) Connect(ctx context.Context, spec ConnectSpec, progress func(Pr
 		report()
 	}()
 
+	addrs := SplitAddrs(spec.Addr)
+	if len(addrs) == 0 {
+		return errors.New("no comet address")
+	}
 	sem := make(chan struct{}, spec.MaxInFlight)
 	var handshakes sync.WaitGroup
 	start := time.Now()
 	for i, uid := range spec.UserIDs {
 		if spec.Rate > 0 {
-			due := start.Add(time.Duration(float64(i) / spec.Rate * float64(time.Second)))
+			due := start.Add(RampOffset(i, spec.Rate))
 			if d := time.Until(due); d > 0 {
 				select {
 				case <-ctx.Done():
@@ -134,15 +138,24 @@ func (w *Worker) Connect(ctx context.Context, spec ConnectSpec, progress func(Pr
 		w.attempted.Add(1)
 		handshakes.Add(1)
 		w.readers.Add(1)
-		go w.run(ctx, &spec, iss, uid, sem, &handshakes)
+		go w.run(ctx, &spec, addrs[i%len(addrs)], iss, uid, sem, &handshakes)
 	}
 	handshakes.Wait()
 	w.startHeartbeats(&spec)
 	return ctx.Err()
 }
 
+// RampOffset is when, after the start of a ramp at rate connections per
+// second, connection number i is due: i/rate seconds (0 for rate <= 0).
+func RampOffset(i int, rate float64) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(i) / rate * float64(time.Second))
+}
+
 // run handshakes one connection and then becomes its reader.
-func (w *Worker) run(ctx context.Context, spec *ConnectSpec, iss *auth.Issuer, uid int64, sem chan struct{}, handshakes *sync.WaitGroup) {
+func (w *Worker) run(ctx context.Context, spec *ConnectSpec, addr string, iss *auth.Issuer, uid int64, sem chan struct{}, handshakes *sync.WaitGroup) {
 	defer w.readers.Done()
 	released := false
 	release := func() {
@@ -160,7 +173,7 @@ func (w *Worker) run(ctx context.Context, spec *ConnectSpec, iss *auth.Issuer, u
 		return
 	}
 	t0 := time.Now()
-	c, hb, err := dialClient(ctx, spec, tok, key)
+	c, hb, err := dialClientAddr(ctx, spec, addr, tok, key)
 	if err != nil {
 		w.fail(err)
 		return

@@ -33,6 +33,16 @@ type ConnsConfig struct {
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Heartbeat overrides the interval the server announces.
 	Heartbeat time.Duration `json:"heartbeat_ns,omitempty"`
+	// Hold, if positive, keeps the connections open (heartbeating) this
+	// long after the measurement; the connections the server closed during
+	// it are the run's HoldDrops, which must be 0.
+	Hold time.Duration `json:"hold_ns,omitempty"`
+	// Addrs is informational: the comet addresses the connections were
+	// spread over (round robin), when more than one.
+	Addrs []string `json:"addrs,omitempty"`
+	// PIDs is informational: the server processes whose RSS and CPU are
+	// summed, when more than one.
+	PIDs []int `json:"pids,omitempty"`
 	// Workers is informational: the pool's size.
 	Workers int `json:"workers"`
 	// Progress receives the live progress line (e.g. os.Stderr); nil: none.
@@ -121,6 +131,21 @@ type ConnsRun struct {
 	WorkerRSSBytes int64 `json:"worker_rss_bytes"`
 	// ServerMetrics are selected /metrics values after settling.
 	ServerMetrics map[string]float64 `json:"server_metrics,omitempty"`
+	// RSSByPIDBytes is each server process's RSS at the last sample, in
+	// the order of Target.PIDs (several server processes only; goim-bench
+	// records the same list in ConnsConfig.PIDs).
+	RSSByPIDBytes []int64 `json:"rss_by_pid_bytes,omitempty"`
+	// HoldSeconds is how long the connections were held after the
+	// measurement (ConnsConfig.Hold); HoldDrops the connections the server
+	// closed meanwhile (must be 0); HoldOpen those still open at its end;
+	// HoldHeartbeats and HoldHeartbeatReplies the heartbeats of the hold;
+	// HoldRSSBytes the server RSS at its end (summed over processes).
+	HoldSeconds          float64 `json:"hold_seconds,omitempty"`
+	HoldDrops            int64   `json:"hold_drops,omitempty"`
+	HoldOpen             int64   `json:"hold_open,omitempty"`
+	HoldHeartbeats       int64   `json:"hold_heartbeats,omitempty"`
+	HoldHeartbeatReplies int64   `json:"hold_heartbeat_replies,omitempty"`
+	HoldRSSBytes         int64   `json:"hold_rss_bytes,omitempty"`
 	// Stop is how the server stopped (spawned servers only).
 	Stop *StopReport `json:"stop,omitempty"`
 }
@@ -134,9 +159,10 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 	if cfg.N > len(tgt.UserIDs) {
 		return run, fmt.Errorf("conns: %d connections need %d users, have %d", cfg.N, cfg.N, len(tgt.UserIDs))
 	}
+	pids := tgt.ServerPIDs()
 	// Baseline: the server before any connection.
-	if tgt.PID > 0 {
-		samples, err := sampleRSS(ctx, tgt.PID, 3, 200*time.Millisecond)
+	if len(pids) > 0 {
+		samples, err := sampleRSSSum(ctx, pids, 3, 200*time.Millisecond)
 		if err != nil {
 			return run, fmt.Errorf("conns: baseline rss: %w", err)
 		}
@@ -147,7 +173,7 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 	}
 
 	spec := loadgen.ConnectSpec{
-		Addr:        tgt.CometAddr(cfg.Transport),
+		Addr:        loadgen.JoinAddrs(tgt.CometAddrs(cfg.Transport)),
 		Transport:   cfg.Transport,
 		Secret:      tgt.Secret,
 		UserIDs:     tgt.UserIDs[:cfg.N],
@@ -157,7 +183,7 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 		Heartbeat:   cfg.Heartbeat,
 	}
 	t0 := time.Now()
-	st, err := pool.Connect(ctx, spec, 500*time.Millisecond, progressPrinter(cfg.Progress, "connect", t0))
+	st, err := pool.Connect(ctx, spec, time.Second, progressPrinter(cfg.Progress, "connect", t0))
 	run.ConnectSeconds = time.Since(t0).Seconds()
 	run.Connected, run.Failed = st.Authed, st.Failed
 	run.ConnectRate = math.Round(float64(st.Authed) / run.ConnectSeconds)
@@ -168,15 +194,15 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 
 	// Settle: idle connections heartbeating; measure the server's CPU over
 	// the window and its RSS at the end.
-	cpu, wcpu, dcpu, mcpu := startCPU(tgt.PID), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
+	cpu, wcpu, dcpu, mcpu := startCPUs(pids), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
 	settleStart := time.Now()
 	sampleGap := time.Second
 	wait := cfg.Settle - time.Duration(cfg.Samples-1)*sampleGap
 	if err := sleepProgress(ctx, max(wait, 0), cfg.Progress, "settle", pool); err != nil {
 		return run, err
 	}
-	if tgt.PID > 0 {
-		samples, err := sampleRSS(ctx, tgt.PID, cfg.Samples, sampleGap)
+	if len(pids) > 0 {
+		samples, err := sampleRSSSum(ctx, pids, cfg.Samples, sampleGap)
 		if err != nil {
 			return run, fmt.Errorf("conns: rss: %w", err)
 		}
@@ -186,6 +212,12 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 			perConn[i] = math.Round((s - run.BaselineRSSBytes) / float64(max(st.Authed, 1)))
 		}
 		run.RSSPerConnBytes = SpreadOf(perConn)
+		if len(pids) > 1 {
+			for _, pid := range pids {
+				rss, _ := loadgen.ReadRSS(pid)
+				run.RSSByPIDBytes = append(run.RSSByPIDBytes, rss)
+			}
+		}
 	}
 	run.IdleCPUPercent, run.WorkerCPUPercent = cpu.percent(), wcpu.percent()
 	run.OtherCPUPercent, run.IRQCPUPercent = -1, -1
@@ -221,7 +253,38 @@ func RunConns(ctx context.Context, cfg ConnsConfig, tgt Target, pool *loadgen.Po
 	run.HeartbeatsSent, run.HeartbeatReplies = st.HeartbeatsSent, st.HeartbeatReplies
 	run.HeartbeatSeconds = float64(st.HeartbeatMS) / 1000
 	run.WorkerRSSBytes = st.RSSBytes
+	if cfg.Hold > 0 {
+		if err := holdConns(ctx, cfg, pids, pool, &run, st); err != nil {
+			return run, err
+		}
+	}
 	return run, nil
+}
+
+// holdConns keeps the connections open for cfg.Hold (the workers keep
+// heartbeating) and records what the server closed meanwhile. before is
+// the stats snapshot taken just before.
+func holdConns(ctx context.Context, cfg ConnsConfig, pids []int, pool *loadgen.Pool, run *ConnsRun, before loadgen.Stats) error {
+	t0 := time.Now()
+	err := sleepProgress(ctx, cfg.Hold, cfg.Progress, "hold", pool)
+	run.HoldSeconds = math.Round(time.Since(t0).Seconds()*10) / 10
+	// Stats with their own deadline: an interrupted hold still reports.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	st, serr := pool.Stats(sctx, false)
+	if serr != nil {
+		return errors.Join(err, fmt.Errorf("conns: stats after hold: %w", serr))
+	}
+	run.HoldDrops = st.Closed - before.Closed
+	run.HoldOpen = st.Open
+	run.HoldHeartbeats = st.HeartbeatsSent - before.HeartbeatsSent
+	run.HoldHeartbeatReplies = st.HeartbeatReplies - before.HeartbeatReplies
+	run.ClosedByServer, run.Disconnects, run.Errors = st.Closed, st.Disconnects, st.Errors
+	for _, pid := range pids {
+		rss, _ := loadgen.ReadRSS(pid)
+		run.HoldRSSBytes += rss
+	}
+	return err
 }
 
 // Summarize fills the summary from the runs.
@@ -250,6 +313,9 @@ func (run ConnsRun) Check() []string {
 	var notes []string
 	if run.Connected != int64(run.Requested) {
 		notes = append(notes, fmt.Sprintf("%d of %d connections authenticated (%d failed: %v)", run.Connected, run.Requested, run.Failed, run.Errors))
+	}
+	if run.HoldDrops > 0 {
+		notes = append(notes, fmt.Sprintf("%d connections dropped by the server during the %.0fs hold", run.HoldDrops, run.HoldSeconds))
 	}
 	if run.ClosedByServer > 0 {
 		notes = append(notes, fmt.Sprintf("the server closed %d connections during the run (Op 6 codes %v)", run.ClosedByServer, run.Disconnects))

@@ -215,12 +215,13 @@ func RunHistory(ctx context.Context, cfg HistoryConfig, tgt Target) (*HistoryRes
 }
 
 // cacheHitRatio looks for a message/history cache's hit and miss counters
-// among the server's metrics (goim_*cache*{result="hit"|"miss"} or
+// among the server's metrics (series naming messages, history or msgcache:
+// goim_msgcache_lookups_total{result="hit"|"miss"}, *{result=...} or
 // *_hits_total / *_misses_total); -1 when there is none.
 func cacheHitRatio(m map[string]float64) float64 {
 	var hits, misses float64
 	for k, v := range m {
-		if !strings.Contains(k, "message") && !strings.Contains(k, "history") {
+		if !strings.Contains(k, "message") && !strings.Contains(k, "history") && !strings.Contains(k, "msgcache") {
 			continue
 		}
 		switch {

@@ -108,6 +108,30 @@ func sampleRSS(ctx context.Context, pid, n int, interval time.Duration) ([]float
 	return out, nil
 }
 
+// sampleRSSSum is sampleRSS of the sum of the RSS of pids.
+func sampleRSSSum(ctx context.Context, pids []int, n int, interval time.Duration) ([]float64, error) {
+	var out []float64
+	for i := range n {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return out, ctx.Err()
+			case <-time.After(interval):
+			}
+		}
+		var sum int64
+		for _, pid := range pids {
+			rss, err := loadgen.ReadRSS(pid)
+			if err != nil {
+				return out, fmt.Errorf("pid %d: %w", pid, err)
+			}
+			sum += rss
+		}
+		out = append(out, float64(sum))
+	}
+	return out, nil
+}
+
 // cpuMeter measures a process's CPU use between two points in time.
 type cpuMeter struct {
 	pid   int

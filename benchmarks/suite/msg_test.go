@@ -107,6 +107,7 @@ func TestCacheHitRatio(t *testing.T) {
 		{map[string]float64{"goim_relcache_lookups_total": 5}, -1},
 		{map[string]float64{`goim_logic_message_cache_total{result="hit"}`: 3, `goim_logic_message_cache_total{result="miss"}`: 1}, 0.75},
 		{map[string]float64{"goim_history_cache_hits_total": 1, "goim_history_cache_misses_total": 1}, 0.5},
+		{map[string]float64{"goim_msgcache_lookups_total": 4, `goim_msgcache_lookups_total{result="hit"}`: 3, `goim_msgcache_lookups_total{result="miss"}`: 1}, 0.75},
 	}
 	for _, tt := range tests {
 		if got := cacheHitRatio(tt.m); got != tt.want {

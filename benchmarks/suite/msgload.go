@@ -158,7 +158,7 @@ func connectMsg(ctx context.Context, tgt Target, transport string, uids []int64)
 				errs[i] = err
 				return
 			}
-			conns[i], errs[i] = loadgen.DialMsg(ctx, tgt.CometAddr(transport), transport, tok, key, uid, 15*time.Second)
+			conns[i], errs[i] = loadgen.DialMsg(ctx, tgt.CometAddrAt(transport, i), transport, tok, key, uid, 15*time.Second)
 		}()
 	}
 	wg.Wait()

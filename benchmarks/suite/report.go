@@ -53,6 +53,9 @@ func codes(m map[string]int64) string {
 // PrintHuman writes the human tables of a result to w.
 func PrintHuman(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n%s — %s\nmachine: %s\nserver: %s %s\n", r.Scenario, r.StartedAt.Format(time.RFC3339), r.Machine, r.Server.Mode, r.Server.Version)
+	if r.Interrupted {
+		fmt.Fprintln(w, "INTERRUPTED: partial result (stopped by a signal)")
+	}
 	switch {
 	case r.Conns != nil:
 		printConns(w, r.Conns)
@@ -85,6 +88,23 @@ func printConns(w io.Writer, c *ConnsResult) {
 			run.Goroutines, pct(run.IdleCPUPercent), pct(run.WorkerCPUPercent), pct(run.IRQCPUPercent), pct(run.OtherCPUPercent), run.LoadAvg, run.HeartbeatSeconds, run.HeartbeatsSent, run.HeartbeatReplies, run.ClosedByServer, stop, exit)
 	}
 	tw.Flush()
+	for i, run := range c.Runs {
+		if run.HoldSeconds > 0 {
+			fmt.Fprintf(w, "run %d hold: %.0fs, %d dropped by the server, %d open at the end, %d heartbeats / %d replies, server RSS %s MiB\n",
+				i+1, run.HoldSeconds, run.HoldDrops, run.HoldOpen, run.HoldHeartbeats, run.HoldHeartbeatReplies, mib(float64(run.HoldRSSBytes)))
+		}
+		if len(run.RSSByPIDBytes) > 0 {
+			parts := make([]string, len(run.RSSByPIDBytes))
+			for j, b := range run.RSSByPIDBytes {
+				pid := 0
+				if j < len(c.Config.PIDs) {
+					pid = c.Config.PIDs[j]
+				}
+				parts[j] = fmt.Sprintf("%d: %s", pid, mib(float64(b)))
+			}
+			fmt.Fprintf(w, "run %d RSS MiB by server process: %s\n", i+1, strings.Join(parts, ", "))
+		}
+	}
 	s := c.Summary
 	fmt.Fprintf(w, "\nover %d runs: RSS/conn %s / %s / %s KiB (min/median/max of run medians), connect %.0f/s median, idle CPU %s%% median\n",
 		len(c.Runs), kib(s.RSSPerConnBytes.Min), kib(s.RSSPerConnBytes.Median), kib(s.RSSPerConnBytes.Max), s.ConnectRate.Median, pct(s.IdleCPUPercent.Median))

@@ -29,9 +29,12 @@ type Result struct {
 	Server  ServerInfo `json:"server"`
 	// Notes are anomalies noticed during the run (failed handshakes, lost
 	// pushes, a server that did not exit...), in plain words.
-	Notes []string     `json:"notes,omitempty"`
-	Conns *ConnsResult `json:"conns,omitempty"`
-	Room  *RoomResult  `json:"room,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+	// Interrupted is set when the run was stopped by SIGINT or SIGTERM:
+	// the figures are those of the part that ran.
+	Interrupted bool         `json:"interrupted,omitempty"`
+	Conns       *ConnsResult `json:"conns,omitempty"`
+	Room        *RoomResult  `json:"room,omitempty"`
 	// Chat, Group and History are the messaging scenarios.
 	Chat    *ChatResult    `json:"chat,omitempty"`
 	Group   *GroupResult   `json:"group,omitempty"`

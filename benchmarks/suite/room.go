@@ -43,6 +43,11 @@ type RoomConfig struct {
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Workers is informational: the pool's size.
 	Workers int `json:"workers"`
+	// Addrs and PIDs are informational: the comet addresses the
+	// connections were spread over and the server processes measured
+	// (CPU, RSS summed), when more than one.
+	Addrs []string `json:"addrs,omitempty"`
+	PIDs  []int    `json:"pids,omitempty"`
 	// Progress receives live progress lines; nil: none.
 	Progress io.Writer `json:"-"`
 }
@@ -134,7 +139,8 @@ type RoomStep struct {
 	// DrainTimedOut is set when deliveries were still missing at the end.
 	DrainTimedOut bool `json:"drain_timed_out,omitempty"`
 	// ServerCPUPercent is the server's CPU over the step (one core = 100);
-	// ServerRSSBytes its RSS at the end.
+	// ServerRSSBytes its RSS at the end (both summed over the server
+	// processes of a cluster).
 	ServerCPUPercent float64 `json:"server_cpu_percent"`
 	ServerRSSBytes   int64   `json:"server_rss_bytes,omitempty"`
 	// WorkerCPUPercent and DriverCPUPercent are the load generator's own
@@ -174,7 +180,7 @@ func RunRoom(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.Pool
 		return res, fmt.Errorf("room: %d connections need %d users, have %d", cfg.N, cfg.N, len(tgt.UserIDs))
 	}
 	spec := loadgen.ConnectSpec{
-		Addr:        tgt.CometAddr(cfg.Transport),
+		Addr:        loadgen.JoinAddrs(tgt.CometAddrs(cfg.Transport)),
 		Transport:   cfg.Transport,
 		Secret:      tgt.Secret,
 		UserIDs:     tgt.UserIDs[:cfg.N],
@@ -184,7 +190,7 @@ func RunRoom(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.Pool
 		MaxInFlight: cfg.MaxInFlight,
 	}
 	t0 := time.Now()
-	st, err := pool.Connect(ctx, spec, 500*time.Millisecond, progressPrinter(cfg.Progress, "connect", t0))
+	st, err := pool.Connect(ctx, spec, time.Second, progressPrinter(cfg.Progress, "connect", t0))
 	res.ConnectSeconds = time.Since(t0).Seconds()
 	res.Connected, res.Failed, res.ConnectErrors = st.Authed, st.Failed, st.Errors
 	if err != nil {
@@ -250,7 +256,7 @@ func runRoomStep(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.
 	}
 	step.Receivers = before.Open
 	mBefore, _ := ScrapeMetrics(ctx, tgt.HTTPAddr)
-	cpu, wcpu, dcpu, mcpu := startCPU(tgt.PID), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
+	cpu, wcpu, dcpu, mcpu := startCPUs(tgt.ServerPIDs()), startCPUs(pool.PIDs()), startCPU(os.Getpid()), startMachine()
 	p := *push
 	p.Rate, p.Duration = rate, cfg.Duration
 
@@ -306,8 +312,9 @@ func runRoomStep(ctx context.Context, cfg RoomConfig, tgt Target, pool *loadgen.
 		step.DriverCPUPercent, step.OtherCPUPercent = -1, -1
 	}
 	step.LoadAvg, _ = loadgen.ReadLoadAvg()
-	if tgt.PID > 0 {
-		step.ServerRSSBytes, _ = loadgen.ReadRSS(tgt.PID)
+	for _, pid := range tgt.ServerPIDs() {
+		rss, _ := loadgen.ReadRSS(pid)
+		step.ServerRSSBytes += rss
 	}
 	step.Delivered = st.Delivered - st.Duplicates
 	step.Loss = step.Expected - step.Delivered

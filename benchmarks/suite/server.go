@@ -26,6 +26,14 @@ type Target struct {
 	TCPAddr, WSAddr, HTTPAddr string
 	// PID is the server's process id (for RSS and CPU); 0 if unknown.
 	PID int
+	// TCPAddrs and WSAddrs, when set, are every comet address of a
+	// cluster (TCPAddr and WSAddr are then their first): the client
+	// connections are spread over them round robin.
+	TCPAddrs, WSAddrs []string
+	// PIDs, when set, are every server process to measure (e.g. the
+	// comets of a cluster): RSS and CPU are summed over them. PID is then
+	// their first.
+	PIDs []int
 	// Secret is the JWT secret the workers mint tokens with.
 	Secret string
 	// AdminKey is sent to the push API when set.
@@ -40,6 +48,43 @@ func (t Target) CometAddr(transport string) string {
 		return t.WSAddr
 	}
 	return t.TCPAddr
+}
+
+// CometAddrs returns every comet address of a transport (at least
+// CometAddr's, if set).
+func (t Target) CometAddrs(transport string) []string {
+	list, one := t.TCPAddrs, t.TCPAddr
+	if transport == "ws" {
+		list, one = t.WSAddrs, t.WSAddr
+	}
+	if len(list) > 0 {
+		return list
+	}
+	if one == "" {
+		return nil
+	}
+	return []string{one}
+}
+
+// CometAddrAt returns the address of connection number i: CometAddrs
+// round robin.
+func (t Target) CometAddrAt(transport string, i int) string {
+	a := t.CometAddrs(transport)
+	if len(a) == 0 {
+		return ""
+	}
+	return a[i%len(a)]
+}
+
+// ServerPIDs returns every server process to measure: PIDs, or PID alone.
+func (t Target) ServerPIDs() []int {
+	if len(t.PIDs) > 0 {
+		return t.PIDs
+	}
+	if t.PID > 0 {
+		return []int{t.PID}
+	}
+	return nil
 }
 
 // ServerSpec says how to start a `goim standalone` for a run.
@@ -159,6 +204,9 @@ func StartServer(ctx context.Context, spec ServerSpec) (s *Server, err error) {
 	// The secret travels in the environment, not on the command line.
 	s.cmd.Env = append(os.Environ(), "GOIM_JWT_SECRET="+s.Secret)
 	s.cmd.Stdout, s.cmd.Stderr = s.logFile, s.logFile
+	// Its own process group: a Ctrl-C at the terminal reaches only
+	// goim-bench, which then stops the server itself after the clients.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
 	}

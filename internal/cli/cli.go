@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 )
 
 // Env is what a subcommand may use of the outside world.
@@ -28,9 +27,11 @@ var commands = map[string]command{
 	"version":    {"print the version", runVersion},
 	"migrate":    {"apply the store's schema migrations (sqlite or mysql) and exit", runMigrate},
 	"users":      {"manage accounts in the embedded store: goim users seed --count N", runUsers},
-	"comet":      {"run a comet node (distributed mode; not yet available)", notYet("comet")},
-	"logic":      {"run a logic node (distributed mode; not yet available)", notYet("logic")},
-	"job":        {"run a job node (distributed mode; not yet available)", notYet("job")},
+	"comet":      {"run a comet node: client connections (distributed mode)", runComet},
+	"logic":      {"run a logic node: HTTP API, auth, relations, messages (distributed mode)", runLogic},
+	"job":        {"run a job node: pushes from Kafka to the comets (distributed mode)", runJob},
+	"cluster":    {"start a local cluster of real processes (2 comets, 1 logic, 2 jobs; make cluster)", runCluster},
+	"dev-kafka":  {"serve an in-memory Kafka (kfake) for development: goim dev-kafka --addr 127.0.0.1:9092", runDevKafka},
 }
 
 // Run runs the subcommand named by args[0] and returns the process exit code.
@@ -70,10 +71,4 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nEvery flag can also be set with a GOIM_* environment variable (e.g. --http-addr: GOIM_HTTP_ADDR) or in the --config YAML file.")
-}
-
-func notYet(name string) func(context.Context, Env, []string) error {
-	return func(context.Context, Env, []string) error {
-		return fmt.Errorf("the distributed mode (%s) is not built yet; run `goim standalone`", strings.ToLower(name))
-	}
 }

@@ -52,7 +52,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"token"}, 1, "--user"},
 		{[]string{"users", "seed", "--count", "0"}, 1, "--count"},
 		{[]string{"users"}, 1, "usage"},
-		{[]string{"comet"}, 1, "not built yet"},
+		{[]string{"comet"}, 1, "--logic-addrs"},
+		{[]string{"job"}, 1, "--comet-addrs"},
+		{[]string{"job", "--comet-addrs", "c1=127.0.0.1:1"}, 1, "mysql"},
+		{[]string{"logic"}, 1, "jwt_secret"},
+		{[]string{"logic", "--jwt-secret", strings.Repeat("s", 32)}, 1, "mysql"},
 	}
 	for _, tt := range tests {
 		out, errs, code := run(t, map[string]string{"GOIM_DATA_DIR": t.TempDir()}, tt.args...)

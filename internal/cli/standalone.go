@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os/signal"
 	"syscall"
 
@@ -10,8 +11,18 @@ import (
 	"github.com/goimdev/goim/internal/standalone"
 )
 
-func runStandalone(ctx context.Context, env Env, args []string) error {
-	cfg, err := config.Load("standalone", args, env.Getenv, env.Stderr)
+// node is a process a subcommand runs until SIGINT/SIGTERM.
+type node interface {
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// serve loads the configuration, builds the node with build, starts it and
+// shuts it down gracefully on the first SIGINT/SIGTERM (a second one kills
+// the process at once).
+func serve[N node](ctx context.Context, env Env, name string, args []string,
+	build func(context.Context, config.Config, *slog.Logger) (N, error)) error {
+	cfg, err := config.Load(name, args, env.Getenv, env.Stderr)
 	if err != nil {
 		return err
 	}
@@ -19,22 +30,26 @@ func runStandalone(ctx context.Context, env Env, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := standalone.New(ctx, cfg, log)
+	n, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(ctx); err != nil {
-		_ = srv.Shutdown(context.Background())
+	if err := n.Start(ctx); err != nil {
+		_ = n.Shutdown(context.Background())
 		return err
 	}
 	<-ctx.Done()
-	stop() // a second signal kills the process at once
-	log.Info("shutting down: draining clients", "timeout", cfg.ShutdownTimeout)
+	stop()
+	log.Info("shutting down: draining", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := n.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+func runStandalone(ctx context.Context, env Env, args []string) error {
+	return serve(ctx, env, "standalone", args, standalone.New)
 }

@@ -22,11 +22,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/msgcache"
 	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/internal/store/mysql"
 	"github.com/goimdev/goim/internal/store/sqlite"
+	"github.com/goimdev/goim/internal/unread"
 	"github.com/goimdev/goim/job"
 	"github.com/goimdev/goim/logic"
 )
@@ -60,6 +62,40 @@ type Config struct {
 	Comet comet.Config `yaml:"comet"`
 	Logic logic.Config `yaml:"logic"`
 	Job   job.Config   `yaml:"job"`
+
+	// Cluster configures the distributed mode (goim comet, logic, job).
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig configures the distributed mode: how the processes find
+// each other and the shared backends. The one-process server ignores it.
+type ClusterConfig struct {
+	// Discovery is "etcd" (processes register with leases and watch each
+	// other) or "static" (fixed address lists below). Default: etcd when
+	// EtcdEndpoints is set, else static.
+	Discovery string `yaml:"discovery"`
+	// EtcdEndpoints is a comma-separated list of etcd client URLs, e.g.
+	// "http://127.0.0.1:2379".
+	EtcdEndpoints string `yaml:"etcd_endpoints"`
+	// EtcdPrefix is the key prefix of the registrations. Default "/goim/".
+	EtcdPrefix string `yaml:"etcd_prefix"`
+	// LeaseTTL is the etcd lease of a registration: a process killed
+	// without deregistering disappears after it. Default 5s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// LogicAddrs is the static list of logic RPC addresses (comets use it),
+	// comma-separated.
+	LogicAddrs string `yaml:"logic_addrs"`
+	// CometAddrs is the static list of comets for the jobs,
+	// comma-separated name=rpc_host:port pairs.
+	CometAddrs string `yaml:"comet_addrs"`
+	// KafkaBrokers is a comma-separated list of Kafka brokers (logic and
+	// job). Required in the distributed mode.
+	KafkaBrokers string `yaml:"kafka_brokers"`
+	// Kafka tunes the producer and consumers; Brokers is KafkaBrokers.
+	Kafka bus.KafkaConfig `yaml:"kafka"`
+	// AdvertiseRPC is the RPC address registered in discovery. Default:
+	// the bound RPC address, with 127.0.0.1 for an unspecified host.
+	AdvertiseRPC string `yaml:"advertise_rpc"`
 }
 
 // CacheConfig selects the relation cache (is friend, is blocked,
@@ -77,6 +113,9 @@ type CacheConfig struct {
 	// Messages configures the cache of recent messages of hot
 	// conversations (history pages), on the same driver and Redis.
 	Messages MessageCacheConfig `yaml:"messages"`
+	// Unread configures the unread counters mirrored in Redis with driver
+	// redis (internal/unread); with driver memory the store counts.
+	Unread unread.Config `yaml:"unread"`
 }
 
 // MessageCacheConfig configures the recent-message cache (internal/msgcache).
@@ -113,10 +152,11 @@ func Default() Config {
 		LogFormat:       "text",
 		ShutdownTimeout: 30 * time.Second,
 		Store:           StoreConfig{Driver: "sqlite", MySQL: mysql.DefaultConfig()},
-		Cache:           CacheConfig{Driver: "memory", Relations: relcache.DefaultConfig(), Memory: relcache.DefaultMemoryConfig(), Redis: relcache.DefaultRedisConfig(), Messages: DefaultMessageCacheConfig()},
+		Cache:           CacheConfig{Driver: "memory", Relations: relcache.DefaultConfig(), Memory: relcache.DefaultMemoryConfig(), Redis: relcache.DefaultRedisConfig(), Messages: DefaultMessageCacheConfig(), Unread: unread.DefaultConfig()},
 		Comet:           comet.DefaultConfig(),
 		Logic:           logic.DefaultConfig(),
 		Job:             job.DefaultConfig(),
+		Cluster:         ClusterConfig{EtcdPrefix: "/goim/", LeaseTTL: 5 * time.Second, Kafka: bus.DefaultKafkaConfig()},
 	}
 }
 
@@ -150,6 +190,15 @@ func (c *Config) settings() []setting {
 		{"handshake-timeout", "time allowed between connect and auth", &c.Comet.HandshakeTimeout},
 		{"drain-window", "graceful shutdown: window over which clients are told to reconnect", &c.Comet.DrainWindow},
 		{"shutdown-timeout", "upper bound of a graceful shutdown", &c.ShutdownTimeout},
+		{"discovery", "distributed mode: etcd or static (default: etcd when --etcd-endpoints is set)", &c.Cluster.Discovery},
+		{"etcd-endpoints", "distributed mode: etcd client URLs, comma-separated", &c.Cluster.EtcdEndpoints},
+		{"logic-addrs", "distributed mode, static discovery: logic RPC addresses, comma-separated", &c.Cluster.LogicAddrs},
+		{"comet-addrs", "distributed mode, static discovery: comets as name=rpc_addr, comma-separated", &c.Cluster.CometAddrs},
+		{"kafka-brokers", "distributed mode: Kafka brokers, comma-separated", &c.Cluster.KafkaBrokers},
+		{"advertise-rpc", "distributed mode: RPC address registered in discovery", &c.Cluster.AdvertiseRPC},
+		{"logic-node", "distributed mode: this logic process's name", &c.Logic.Node},
+		{"send-rate", "messages per second one user may send (negative: no limit)", &c.Logic.SendRate},
+		{"snowflake-node", "this logic process's Snowflake node id, 0..1023, unique per logic process", &c.Logic.SnowflakeNode},
 	}
 }
 
@@ -193,6 +242,10 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 			fs.IntVar(p, s.name, *p, usage)
 		case *time.Duration:
 			fs.DurationVar(p, s.name, *p, usage)
+		case *int64:
+			fs.Int64Var(p, s.name, *p, usage)
+		case *float64:
+			fs.Float64Var(p, s.name, *p, usage)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
@@ -294,6 +347,18 @@ func set(ptr any, v string) error {
 			return err
 		}
 		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *float64:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return err
+		}
+		*p = f
 	case *time.Duration:
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -354,6 +419,24 @@ func (c *Config) OpenMessageCache(src store.Messages) (*msgcache.Cache, func() e
 	}
 	mc.Cache.VerifyTail = true
 	return msgcache.New(backend, src, mc.Cache), rdb.Close, nil
+}
+
+// OpenUnread opens the unread-counter mirror of driver redis (nil
+// without Redis: the store counts) and returns a close function.
+func (c *Config) OpenUnread(src unread.Source, log *slog.Logger) (*unread.Redis, func() error, error) {
+	if c.Cache.Driver != "redis" {
+		return nil, func() error { return nil }, nil
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: c.Cache.RedisAddr, DialTimeout: time.Second,
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, MaxRetries: 1})
+	cfg := c.Cache.Unread
+	cfg.Logger = log
+	u, err := unread.New(rdb, src, cfg)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	return u, rdb.Close, nil
 }
 
 // ParseLevel parses a log level name.

@@ -15,11 +15,15 @@ import (
 
 	"github.com/goimdev/goim/client"
 	"github.com/goimdev/goim/internal/config"
+	"github.com/goimdev/goim/internal/testenv"
 )
 
 // crashDirEnv names the data directory of the child process of
-// TestSIGKILLKeepsAckedMessages.
-const crashDirEnv = "GOIM_TEST_CRASH_CHILD_DIR"
+// TestSIGKILLKeepsAckedMessages; crashDSNEnv, when set, its MySQL store.
+const (
+	crashDirEnv = "GOIM_TEST_CRASH_CHILD_DIR"
+	crashDSNEnv = "GOIM_TEST_CRASH_CHILD_DSN"
+)
 
 // TestCrashChild is the child process of TestSIGKILLKeepsAckedMessages:
 // a one-process server on the given data directory that prints its
@@ -36,6 +40,9 @@ func TestCrashChild(t *testing.T) {
 	cfg.Comet.WSAddr = "127.0.0.1:0"
 	cfg.JWTSecret = testSecret
 	cfg.Logic.SendRate = -1
+	if dsn := os.Getenv(crashDSNEnv); dsn != "" {
+		cfg.Store.Driver, cfg.Store.MySQL.DSN = "mysql", dsn
+	}
 	ctx := context.Background()
 	s, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -56,9 +63,16 @@ func TestSIGKILLKeepsAckedMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	t.Run("sqlite", func(t *testing.T) { testSIGKILL(t, "") })
+	t.Run("mysql", func(t *testing.T) { testSIGKILL(t, testenv.MySQLDSN(t, "goim_crash")) })
+}
+
+// testSIGKILL is TestSIGKILLKeepsAckedMessages on SQLite (dsn "") or on
+// the MySQL database of dsn.
+func testSIGKILL(t *testing.T, dsn string) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashDSNEnv+"="+dsn)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +157,12 @@ func TestSIGKILLKeepsAckedMessages(t *testing.T) {
 	mu.Unlock()
 
 	// Restart on the same data directory and read the conversation back.
-	s := startServer(t, func(c *config.Config) { c.DataDir = dir })
+	s := startServer(t, func(c *config.Config) {
+		c.DataDir = dir
+		if dsn != "" {
+			c.Store.Driver, c.Store.MySQL.DSN = "mysql", dsn
+		}
+	})
 	bs := s.api().WithToken(bob.token)
 	stored := make(map[int64]string)
 	var maxSeq int64

@@ -156,15 +156,37 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 var _ = fmt.Sprintf
 
-// forEachStore runs fn against a server on each store of record: SQLite
-// always, MySQL (a fresh database) when GOIM_TEST_MYSQL_DSN is set.
+// forEachStore runs fn against a server on each store of record and cache
+// driver: SQLite always, MySQL (a fresh database) when GOIM_TEST_MYSQL_DSN
+// is set, each also with cache.driver redis (relation cache, message cache
+// and unread counters on a key prefix of its own) when GOIM_TEST_REDIS_ADDR
+// is set.
 func forEachStore(t *testing.T, fn func(t *testing.T, s *Server)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, startServer(t)) })
-	t.Run("mysql", func(t *testing.T) {
+	mysqlStore := func(t *testing.T) func(*config.Config) {
 		dsn := testenv.MySQLDSN(t, "goim_e2e")
-		fn(t, startServer(t, func(c *config.Config) {
+		return func(c *config.Config) {
 			c.Store.Driver = "mysql"
 			c.Store.MySQL.DSN = dsn
-		}))
-	})
+		}
+	}
+	for _, st := range []struct {
+		name string
+		mut  func(t *testing.T) func(*config.Config)
+	}{
+		{"sqlite", func(*testing.T) func(*config.Config) { return func(*config.Config) {} }},
+		{"mysql", mysqlStore},
+	} {
+		t.Run(st.name, func(t *testing.T) { fn(t, startServer(t, st.mut(t))) })
+		t.Run(st.name+"+redis", func(t *testing.T) { fn(t, startServer(t, st.mut(t), redisCache(t))) })
+	}
+}
+
+// redisCache is cache.driver redis on GOIM_TEST_REDIS_ADDR under a key
+// prefix of the test's own; it skips the test when the variable is unset.
+func redisCache(t *testing.T) func(*config.Config) {
+	addr, prefix := testenv.RedisAddr(t), testenv.RedisPrefix(t)
+	return func(c *config.Config) {
+		c.Cache.Driver, c.Cache.RedisAddr = "redis", addr
+		c.Cache.Redis.Prefix, c.Cache.Messages.Redis.Prefix, c.Cache.Unread.Prefix = prefix+"rel:", prefix+"msg:", prefix+"unread:"
+	}
 }

@@ -49,6 +49,7 @@ type Server struct {
 	// msgCache is the recent-message cache (nil when disabled).
 	msgCache      *msgcache.Cache
 	closeMsgCache func() error
+	closeUnread   func() error
 
 	ready    atomic.Bool
 	httpDone chan error
@@ -92,6 +93,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	s.closeCache = closeCache
 	s.cache = cache
 	var msgCache logic.MessageCache
+	var unreadCounter logic.UnreadCounter
 	if msgs, ok := s.store.(store.Messages); ok {
 		mc, closeMsgCache, err := cfg.OpenMessageCache(msgs)
 		if err != nil {
@@ -101,6 +103,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 		if mc != nil {
 			s.msgCache, msgCache = mc, mc
 		}
+		u, closeUnread, err := cfg.OpenUnread(msgs, log)
+		if err != nil {
+			return nil, fmt.Errorf("unread counters (%s): %w", cfg.Cache.Driver, err)
+		}
+		s.closeUnread = closeUnread
+		if u != nil {
+			unreadCounter = u
+		}
 	}
 	sessions := session.NewMemory(session.MemoryConfig{SessionTTL: sessionTTL(cfg.Comet.Heartbeat)})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
@@ -108,7 +118,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
-	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache}, log); err != nil {
+	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache, Unread: unreadCounter}, log); err != nil {
 		return nil, err
 	}
 	if s.comet, err = comet.New(cfg.Comet, s.logic, log); err != nil {
@@ -247,6 +257,9 @@ func (s *Server) closeBackends() error {
 	}
 	if s.closeCache != nil {
 		errs = append(errs, s.closeCache())
+	}
+	if s.closeUnread != nil {
+		errs = append(errs, s.closeUnread())
 	}
 	if s.closeMsgCache != nil {
 		errs = append(errs, s.closeMsgCache())

@@ -119,6 +119,16 @@ type UserConversation struct {
 	UpdatedAt   time.Time
 }
 
+// ConversationCursor is a position in a user's conversation list: the
+// UpdatedAt (millisecond precision) and ConversationID of an entry.
+type ConversationCursor struct {
+	UpdatedAt      time.Time
+	ConversationID string
+}
+
+// IsZero reports whether c is the start of the list.
+func (c ConversationCursor) IsZero() bool { return c.ConversationID == "" }
+
 // ReadState is the result of MarkRead.
 type ReadState struct {
 	ReadSeq  int64
@@ -176,6 +186,14 @@ type Messages interface {
 	// active conversation first (ties: by id), at most limit
 	// (1..MaxPageLimit, else ErrInvalid) entries.
 	Conversations(ctx context.Context, userID int64, limit int) ([]UserConversation, error)
+	// ConversationsAfter is Conversations from a cursor: the entries
+	// after `after` in the list's order (the zero cursor: from the
+	// start). A page's cursor is its last entry's (UpdatedAt,
+	// ConversationID).
+	ConversationsAfter(ctx context.Context, userID int64, after ConversationCursor, limit int) ([]UserConversation, error)
+	// Readers returns the users whose read cursor of convID is at or
+	// beyond seq (any entry: callers filter members and the sender).
+	Readers(ctx context.Context, convID string, seq int64) ([]int64, error)
 	// TotalUnread returns the sum of Unread over userID's conversations
 	// that are not muted.
 	TotalUnread(ctx context.Context, userID int64) (int64, error)
@@ -192,7 +210,8 @@ type Messages interface {
 	// moved. ErrNotFound for a conversation without messages.
 	MarkDelivered(ctx context.Context, userID int64, deviceKey, convID string, seq int64) (advanced bool, err error)
 	// SetConversationMuted sets the muted flag of userID's entry
-	// (creating it); ErrNotFound for a conversation without messages.
+	// (creating it with nothing read: read_seq 0, muting is not reading);
+	// ErrNotFound for a conversation without messages.
 	SetConversationMuted(ctx context.Context, userID int64, convID string, muted bool) error
 	// ReadCount returns how many users' read cursors of convID are at or
 	// beyond seq: in a group, how many members read the message at seq

@@ -34,8 +34,15 @@ type commonFlags struct {
 
 	addr, wsAddr, httpAddr string
 	pid                    int
-	secret, users          string
-	adminKey               string
+	// addrs, wsAddrs and pids are the lists of a cluster (-addrs,
+	// -ws-addrs, -pids); -addr, -ws-addr and -pid, if also given, come
+	// first.
+	addrs, wsAddrs, pids string
+	// ctx is the run's context (set by open): finish marks the result
+	// interrupted when it ended.
+	ctx           context.Context
+	secret, users string
+	adminKey      string
 
 	out       string
 	noSave    bool
@@ -69,6 +76,9 @@ func (f *commonFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.StringVar(&f.wsAddr, "ws-addr", "", "comet WebSocket address of the running server")
 	fs.StringVar(&f.httpAddr, "http", "", "HTTP address of the running server")
 	fs.IntVar(&f.pid, "pid", 0, "process id of the running server (RSS and CPU)")
+	fs.StringVar(&f.addrs, "addrs", "", "comet TCP addresses of a running cluster, comma separated: connections are spread over them round robin")
+	fs.StringVar(&f.wsAddrs, "ws-addrs", "", "comet WebSocket addresses of a running cluster, comma separated (round robin)")
+	fs.StringVar(&f.pids, "pids", "", "process ids of a running cluster's servers (e.g. every comet), comma separated: RSS and CPU are summed over them")
 	fs.StringVar(&f.secret, "secret", "", "JWT secret of the running server (default $GOIM_JWT_SECRET)")
 	fs.StringVar(&f.users, "users", "", "users of the running server: a file holding `goim users seed` output, or a range FIRST-LAST")
 	fs.StringVar(&f.adminKey, "admin-key", "", "push API admin key of the running server (default $GOIM_ADMIN_KEY)")
@@ -91,15 +101,44 @@ func (f *commonFlags) validate() error {
 	if f.perWorker <= 0 || f.perWorker > 19000 {
 		errs = append(errs, errors.New("-per-worker must be in 1..19000 (the open-file limit is 20000 per process)"))
 	}
-	if f.addr != "" || f.httpAddr != "" {
-		if f.httpAddr == "" || (f.addr == "" && f.transport == "tcp") || (f.wsAddr == "" && f.transport == "ws") {
-			errs = append(errs, errors.New("an external server needs -http and -addr (tcp) or -ws-addr (ws)"))
+	if _, err := f.pidList(); err != nil {
+		errs = append(errs, err)
+	}
+	if f.addr != "" || f.addrs != "" || f.wsAddr != "" || f.wsAddrs != "" || f.httpAddr != "" {
+		if f.httpAddr == "" || (len(f.tcpAddrList()) == 0 && f.transport == "tcp") || (len(f.wsAddrList()) == 0 && f.transport == "ws") {
+			errs = append(errs, errors.New("an external server needs -http and -addr/-addrs (tcp) or -ws-addr/-ws-addrs (ws)"))
 		}
 		if f.users == "" {
 			errs = append(errs, errors.New("an external server needs -users"))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tcpAddrList is -addr then -addrs.
+func (f *commonFlags) tcpAddrList() []string {
+	return append(loadgen.SplitAddrs(f.addr), loadgen.SplitAddrs(f.addrs)...)
+}
+
+// wsAddrList is -ws-addr then -ws-addrs.
+func (f *commonFlags) wsAddrList() []string {
+	return append(loadgen.SplitAddrs(f.wsAddr), loadgen.SplitAddrs(f.wsAddrs)...)
+}
+
+// pidList is -pid then -pids.
+func (f *commonFlags) pidList() ([]int, error) {
+	var out []int
+	if f.pid > 0 {
+		out = append(out, f.pid)
+	}
+	for _, s := range loadgen.SplitAddrs(f.pids) {
+		p, err := strconv.Atoi(s)
+		if err != nil || p <= 0 {
+			return nil, fmt.Errorf("-pids: bad process id %q", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func (f *commonFlags) poolSize() int {
@@ -119,14 +158,29 @@ func (f *commonFlags) open(ctx context.Context, stderr io.Writer) (s *session, e
 	if err := f.waitQuiet(ctx, stderr); err != nil {
 		return nil, err
 	}
+	f.ctx = ctx
 	s = &session{stderr: stderr}
 	if f.httpAddr != "" {
-		s.target = suite.Target{TCPAddr: f.addr, WSAddr: f.wsAddr, HTTPAddr: f.httpAddr, PID: f.pid,
+		tcp, ws := f.tcpAddrList(), f.wsAddrList()
+		pids, err := f.pidList()
+		if err != nil {
+			return nil, err
+		}
+		s.target = suite.Target{TCPAddrs: tcp, WSAddrs: ws, HTTPAddr: f.httpAddr, PIDs: pids,
 			Secret: firstNonEmpty(f.secret, os.Getenv("GOIM_JWT_SECRET")), AdminKey: firstNonEmpty(f.adminKey, os.Getenv("GOIM_ADMIN_KEY"))}
+		if len(tcp) > 0 {
+			s.target.TCPAddr = tcp[0]
+		}
+		if len(ws) > 0 {
+			s.target.WSAddr = ws[0]
+		}
+		if len(pids) > 0 {
+			s.target.PID = pids[0]
+		}
 		if s.target.UserIDs, err = loadUsers(f.users); err != nil {
 			return nil, err
 		}
-		s.info = suite.ServerInfo{Mode: "external", TCPAddr: f.addr, WSAddr: f.wsAddr, HTTPAddr: f.httpAddr}
+		s.info = suite.ServerInfo{Mode: "external", TCPAddr: strings.Join(tcp, ","), WSAddr: strings.Join(ws, ","), HTTPAddr: f.httpAddr}
 		if err := suite.WaitReady(ctx, f.httpAddr, nil); err != nil {
 			return nil, fmt.Errorf("server at %s not ready: %w", f.httpAddr, err)
 		}
@@ -231,9 +285,15 @@ func loadUsers(spec string) ([]int64, error) {
 	return suite.ParseUserIDs(b)
 }
 
-// finish saves (unless -no-save) and prints a result.
+// finish saves (unless -no-save) and prints a result. A run whose context
+// ended (SIGINT, SIGTERM) is marked interrupted: its partial figures are
+// still printed and written.
 func (f *commonFlags) finish(r *suite.Result, stdout, stderr io.Writer) error {
 	r.FinishedAt = time.Now().UTC()
+	if f.ctx != nil && f.ctx.Err() != nil && !r.Interrupted {
+		r.Interrupted = true
+		r.Notef("interrupted (SIGINT/SIGTERM) after %.0fs: partial result", r.FinishedAt.Sub(r.StartedAt).Seconds())
+	}
 	suite.PrintHuman(stdout, r)
 	if f.noSave {
 		return nil
@@ -269,4 +329,12 @@ func (f *commonFlags) waitQuiet(ctx context.Context, stderr io.Writer) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// cometAddrs is the address list of the chosen transport.
+func (f *commonFlags) cometAddrs() []string {
+	if f.transport == loadgen.TransportWS {
+		return f.wsAddrList()
+	}
+	return f.tcpAddrList()
 }

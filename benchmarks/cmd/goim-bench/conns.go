@@ -20,6 +20,7 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	settle := fs.Duration("settle", 20*time.Second, "idle time after the ramp before measuring (heartbeats flow)")
 	samples := fs.Int("samples", 5, "RSS samples at the end of the settle window, one per second")
 	room := fs.String("room", "", "room joined at auth (default none)")
+	hold := fs.Duration("hold", 0, "after measuring, hold the connections this long (heartbeating) and report those the server dropped (must be 0), e.g. 5m")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,7 +30,13 @@ func runConns(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	res := suite.NewResult("conns", append([]string{"goim-bench", "conns"}, args...))
 	f.scenario, f.started = "conns", res.StartedAt
 	cfg := suite.ConnsConfig{N: f.n, Transport: f.transport, Rate: f.rate, Settle: *settle, Samples: *samples,
-		Room: *room, MaxInFlight: f.maxInFlight, Workers: f.poolSize(), Progress: stderr}
+		Room: *room, MaxInFlight: f.maxInFlight, Workers: f.poolSize(), Progress: stderr, Hold: *hold}
+	if a := f.cometAddrs(); len(a) > 1 {
+		cfg.Addrs = a
+	}
+	if p, _ := f.pidList(); len(p) > 1 {
+		cfg.PIDs = p
+	}
 	res.Conns = &suite.ConnsResult{Config: cfg}
 	var runErr error
 	for i := range max(*runs, 1) {

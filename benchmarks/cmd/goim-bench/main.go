@@ -5,12 +5,19 @@
 // benchmarks/results/. `goim-bench report` renders the results into
 // benchmarks/README.md.
 //
-//	goim-bench conns -n 15000 [-runs 3] [-transport tcp|ws]
+//	goim-bench conns -n 15000 [-runs 3] [-transport tcp|ws] [-hold 5m]
 //	goim-bench room  -n 15000 -rates 10,100,1000 -duration 10s
 //	goim-bench chat  -pairs 500 [-msg-rate 25000 | -in-flight 4] -duration 15s
 //	goim-bench group -members 500 -senders 8 -duration 15s
 //	goim-bench history -conversations 100 -messages 1000 -readers 32
-//	goim-bench report
+//	goim-bench report [-charts DIR]
+//
+// Against a running cluster every scenario takes -http, -users, -secret and
+// -addrs h:p,h:p (TCP) or -ws-addrs (WebSocket): the client connections are
+// spread over the comets round robin; -pids sums RSS and CPU over several
+// server processes. -rate paces the connects; a progress line goes to
+// stderr once a second; SIGINT or SIGTERM stops a run cleanly and still
+// prints and writes its partial result, marked interrupted.
 package main
 
 import (

@@ -2,12 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/goimdev/goim/benchmarks/suite"
 )
 
 func TestLoadUsers(t *testing.T) {
@@ -50,6 +57,11 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"-addr", "127.0.0.1:3101"}, "needs -http", 0},
 		{[]string{"-addr", "127.0.0.1:3101", "-http", "127.0.0.1:3111"}, "needs -users", 0},
 		{[]string{"-addr", "127.0.0.1:3101", "-http", "127.0.0.1:3111", "-users", "1-10"}, "", 1},
+		{[]string{"-addrs", "127.0.0.1:3101,127.0.0.1:3201", "-http", "127.0.0.1:3111", "-users", "1-10", "-pids", "10,11"}, "", 1},
+		{[]string{"-transport", "ws", "-addrs", "127.0.0.1:3101", "-http", "127.0.0.1:3111", "-users", "1-10"}, "-ws-addrs (ws)", 0},
+		{[]string{"-transport", "ws", "-ws-addrs", "127.0.0.1:3102,127.0.0.1:3202", "-http", "127.0.0.1:3111", "-users", "1-10"}, "", 1},
+		{[]string{"-addrs", "127.0.0.1:3101"}, "needs -http", 0},
+		{[]string{"-pids", "12,x"}, "bad process id", 0},
 	}
 	for _, tt := range tests {
 		var f commonFlags
@@ -115,5 +127,179 @@ func TestSummarizePerf(t *testing.T) {
 	}
 	if strings.Contains(got, "tryDeferToSpanScan") {
 		t.Errorf("more than 2 top symbols:\n%s", got)
+	}
+}
+
+// chartSeries parses an SVG file as XML and returns the data-series names
+// of its series groups, in order.
+func chartSeries(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	var names []string
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", path, err)
+		}
+		if el, ok := tok.(xml.StartElement); ok && el.Name.Local == "g" {
+			var class, name string
+			for _, a := range el.Attr {
+				switch a.Name.Local {
+				case "class":
+					class = a.Value
+				case "data-series":
+					name = a.Value
+				}
+			}
+			if class == "series" {
+				names = append(names, name)
+			}
+		}
+	}
+}
+
+func TestReportCharts(t *testing.T) {
+	dir := t.TempDir()
+	results := filepath.Join(dir, "results")
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	save := func(r *suite.Result) {
+		t.Helper()
+		r.Schema = suite.ResultSchema
+		at = at.Add(time.Minute)
+		r.StartedAt, r.FinishedAt = at, at
+		if _, err := r.Save(results); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lat := func(p50 float64) suite.Latency {
+		return suite.Latency{Count: 100, P50US: p50, P99US: 3 * p50, P999US: 4 * p50, MaxUS: 5 * p50}
+	}
+	for i, rate := range []float64{1000, 6000, 1000} {
+		save(&suite.Result{Scenario: "chat", Chat: &suite.ChatResult{Config: suite.ChatConfig{Pairs: 10, Rate: rate},
+			Stats: suite.MsgStats{Sent: 100, SentPerSec: rate, E2ELatency: lat(float64(1000 * (i + 1)))}}})
+	}
+	// A closed-loop chat run has no requested rate: not in the chart.
+	save(&suite.Result{Scenario: "chat", Chat: &suite.ChatResult{Config: suite.ChatConfig{Pairs: 10, InFlight: 4},
+		Stats: suite.MsgStats{Sent: 100, SentPerSec: 9000, E2ELatency: lat(5000)}}})
+	for _, n := range []int{100, 1000} {
+		step := func(rate float64) suite.RoomStep {
+			return suite.RoomStep{Rate: rate, AchievedRate: rate, PushesSent: 10, Receivers: int64(n), DeliveriesPerSec: rate * float64(n), Latency: lat(rate)}
+		}
+		save(&suite.Result{Scenario: "room", Room: &suite.RoomResult{Config: suite.RoomConfig{N: n, Rates: []float64{10, 100}},
+			Steps: []suite.RoomStep{step(10), step(100)}}})
+	}
+	// An interrupted run is left out of the charts.
+	save(&suite.Result{Scenario: "room", Interrupted: true, Room: &suite.RoomResult{Config: suite.RoomConfig{N: 5000, Rates: []float64{10}},
+		Steps: []suite.RoomStep{{Rate: 10, AchievedRate: 10, PushesSent: 10, DeliveriesPerSec: 50000, Latency: lat(10)}}}})
+
+	readme := filepath.Join(dir, "README.md")
+	if err := os.WriteFile(readme, []byte("x\n"+suite.ReadmeBegin+"\n"+suite.ReadmeEnd+"\ny\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"report", "-results", results, "-readme", readme}, &out, &errOut); code != 0 {
+		t.Fatalf("report: code %d, stderr %q", code, errOut.String())
+	}
+	b, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	percentiles := []string{"p50", "p99", "p99.9"}
+	for _, c := range []struct {
+		file   string
+		series []string
+	}{
+		{"chart-chat-latency-vs-rate.svg", percentiles},
+		{"chart-room-latency-vs-rate-n100.svg", percentiles},
+		{"chart-room-latency-vs-rate-n1000.svg", percentiles},
+		{"chart-room-deliveries-vs-size.svg", []string{"10 pushes/s", "100 pushes/s"}},
+	} {
+		if got := chartSeries(t, filepath.Join(results, c.file)); !slices.Equal(got, c.series) {
+			t.Errorf("%s: series %q, want %q", c.file, got, c.series)
+		}
+		// Linked from the generated part, relative to the README.
+		if !strings.Contains(string(b), "](results/"+c.file+")") {
+			t.Errorf("README does not link %s:\n%s", c.file, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(results, "chart-room-latency-vs-rate-n5000.svg")); err == nil {
+		t.Error("the interrupted run has a chart")
+	}
+	begin, end := strings.Index(string(b), suite.ReadmeBegin), strings.Index(string(b), suite.ReadmeEnd)
+	if charts := strings.Index(string(b), "### Charts"); charts < begin || charts > end {
+		t.Errorf("charts section outside the generated part:\n%s", b)
+	}
+
+	// The chart builder: one point per requested rate (median of runs).
+	cs := buildCharts(mustLoad(t, results))
+	if len(cs) != 4 {
+		t.Fatalf("%d charts, want 4", len(cs))
+	}
+	chat := cs[0].Chart
+	if p50 := chat.Series[0]; len(p50.Points) != 2 || p50.Points[0].X != 1000 || p50.Points[0].Y != 2 {
+		t.Errorf("chat p50 series %+v: want the median 2 ms of the two runs at 1000/s", p50)
+	}
+}
+
+func mustLoad(t *testing.T, dir string) []*suite.Result {
+	t.Helper()
+	rs, err := suite.LoadResults(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func TestAddrAndPIDLists(t *testing.T) {
+	var f commonFlags
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	f.register(fs, 10)
+	if err := fs.Parse([]string{"-addr", "a:1", "-addrs", "b:1, c:1", "-ws-addrs", "a:2,b:2", "-pid", "7", "-pids", "8,9"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.cometAddrs(); !slices.Equal(got, []string{"a:1", "b:1", "c:1"}) {
+		t.Errorf("tcp addrs %q", got)
+	}
+	f.transport = "ws"
+	if got := f.cometAddrs(); !slices.Equal(got, []string{"a:2", "b:2"}) {
+		t.Errorf("ws addrs %q", got)
+	}
+	if got, err := f.pidList(); err != nil || !slices.Equal(got, []int{7, 8, 9}) {
+		t.Errorf("pids %v, %v", got, err)
+	}
+}
+
+// A run whose context ended is written all the same, marked interrupted.
+func TestFinishMarksInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := commonFlags{out: dir, ctx: ctx}
+	var out bytes.Buffer
+	if err := f.finish(suite.NewResult("conns", []string{"goim-bench", "conns"}), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	r := suite.NewResult("room", []string{"goim-bench", "room"})
+	r.Room = &suite.RoomResult{Config: suite.RoomConfig{N: 10}}
+	if err := f.finish(r, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "INTERRUPTED") {
+		t.Errorf("human output does not say interrupted:\n%s", out.String())
+	}
+	rs, err := suite.LoadResults(dir)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("%d results, err %v", len(rs), err)
+	}
+	byScenario := map[string]*suite.Result{rs[0].Scenario: rs[0], rs[1].Scenario: rs[1]}
+	if byScenario["conns"].Interrupted || !byScenario["room"].Interrupted || len(byScenario["room"].Notes) != 1 {
+		t.Fatalf("interrupted flags: conns %v, room %v (notes %q)", byScenario["conns"].Interrupted, byScenario["room"].Interrupted, byScenario["room"].Notes)
 	}
 }

@@ -49,6 +49,12 @@ func runRoom(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg := suite.RoomConfig{N: f.n, Transport: f.transport, ConnectRate: f.rate, Rates: rs, Duration: *duration,
 		PayloadSize: *payload, Concurrency: *concurrency, Drain: *drain, Quiet: *quiet, Op: int32(*op),
 		RoomType: *roomType, Room: *roomName, MaxInFlight: f.maxInFlight, Workers: f.poolSize(), Progress: stderr}
+	if a := f.cometAddrs(); len(a) > 1 {
+		cfg.Addrs = a
+	}
+	if p, _ := f.pidList(); len(p) > 1 {
+		cfg.PIDs = p
+	}
 	fmt.Fprintf(stderr, "== room: %d %s connections, rates %v\n", f.n, f.transport, rs)
 	s, err := f.open(ctx, stderr)
 	if err != nil {

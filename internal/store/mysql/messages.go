@@ -541,13 +541,18 @@ func countUnread(ctx context.Context, q execer, convID string, user, from, to in
 
 // userConversations reads userID's entries with exact unread counts;
 // LastMessage holds only the last message's id and time. limit <= 0: all.
-func userConversations(ctx context.Context, q execer, userID int64, limit int, unmutedOnly bool) ([]store.UserConversation, error) {
+func userConversations(ctx context.Context, q execer, userID int64, limit int, unmutedOnly bool, after store.ConversationCursor) ([]store.UserConversation, error) {
 	query := `SELECT uc.conversation_id, c.max_seq, uc.read_seq, uc.delivered_seq, uc.unread, uc.last_seq, uc.muted, uc.updated_at,
 		c.last_msg_id, c.last_msg_at
 		FROM user_conversation AS uc JOIN conversation AS c ON c.id = uc.conversation_id WHERE uc.user_id = ?`
 	args := []any{userID}
 	if unmutedOnly {
 		query += " AND uc.muted = 0"
+	}
+	if !after.IsZero() {
+		at := after.UpdatedAt.Truncate(time.Millisecond)
+		query += " AND (c.last_msg_at < ? OR (c.last_msg_at = ? AND c.id > ?))"
+		args = append(args, at, at, after.ConversationID)
 	}
 	query += " ORDER BY c.last_msg_at DESC, c.id"
 	if limit > 0 {
@@ -591,10 +596,15 @@ func userConversations(ctx context.Context, q execer, userID int64, limit int, u
 
 // Conversations implements store.Messages.
 func (s *Store) Conversations(ctx context.Context, userID int64, limit int) ([]store.UserConversation, error) {
+	return s.ConversationsAfter(ctx, userID, store.ConversationCursor{}, limit)
+}
+
+// ConversationsAfter implements store.Messages.
+func (s *Store) ConversationsAfter(ctx context.Context, userID int64, after store.ConversationCursor, limit int) ([]store.UserConversation, error) {
 	if err := store.ValidatePage(limit); err != nil {
 		return nil, err
 	}
-	out, err := userConversations(ctx, s.db, userID, limit, false)
+	out, err := userConversations(ctx, s.db, userID, limit, false, after)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: conversations: %w", err)
 	}
@@ -637,7 +647,7 @@ func (s *Store) Conversations(ctx context.Context, userID int64, limit int) ([]s
 
 // TotalUnread implements store.Messages.
 func (s *Store) TotalUnread(ctx context.Context, userID int64) (int64, error) {
-	cs, err := userConversations(ctx, s.db, userID, 0, true)
+	cs, err := userConversations(ctx, s.db, userID, 0, true, store.ConversationCursor{})
 	if err != nil {
 		return 0, fmt.Errorf("mysql: total unread: %w", err)
 	}
@@ -747,13 +757,14 @@ func (s *Store) SetConversationMuted(ctx context.Context, userID int64, convID s
 		return fmt.Errorf("%w: user %d", store.ErrInvalid, userID)
 	}
 	return s.inTx(ctx, "set conversation muted", func(tx *sql.Tx) error {
-		top, err := maxSeq(ctx, tx, convID)
-		if err != nil {
+		if _, err := maxSeq(ctx, tx, convID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO user_conversation (user_id, conversation_id, read_seq, last_seq, unread, muted, updated_at)
-			VALUES (?, ?, ?, ?, 0, ?, ?) ON DUPLICATE KEY UPDATE muted = VALUES(muted)`,
-			userID, convID, top, top, muted, now())
+		// A new entry has read nothing (muting is not reading: it must not
+		// count in read counts); its unread count is computed when read.
+		_, err := tx.ExecContext(ctx, `INSERT INTO user_conversation (user_id, conversation_id, read_seq, last_seq, unread, muted, updated_at)
+			VALUES (?, ?, 0, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE muted = VALUES(muted)`,
+			userID, convID, muted, now())
 		return err
 	})
 }
@@ -766,6 +777,27 @@ func (s *Store) ReadCount(ctx context.Context, convID string, seq int64) (int, e
 		return 0, fmt.Errorf("mysql: read count: %w", err)
 	}
 	return n, nil
+}
+
+// Readers implements store.Messages.
+func (s *Store) Readers(ctx context.Context, convID string, seq int64) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT user_id FROM user_conversation WHERE conversation_id = ? AND read_seq >= ?", convID, seq)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: readers: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("mysql: readers: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mysql: readers: %w", err)
+	}
+	return out, nil
 }
 
 // Recall implements store.Messages.

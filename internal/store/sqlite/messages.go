@@ -164,6 +164,9 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []*store.Message) ([]st
 	if err != nil {
 		return nil, err
 	}
+	if s.ckpt != nil {
+		s.ckpt.appended(len(msgs))
+	}
 	return p.Finish(), nil
 }
 
@@ -447,13 +450,18 @@ func countUnread(ctx context.Context, q querier, convID string, user, from, to i
 
 // Conversations implements store.Messages.
 func (s *Store) Conversations(ctx context.Context, userID int64, limit int) ([]store.UserConversation, error) {
+	return s.ConversationsAfter(ctx, userID, store.ConversationCursor{}, limit)
+}
+
+// ConversationsAfter implements store.Messages.
+func (s *Store) ConversationsAfter(ctx context.Context, userID int64, after store.ConversationCursor, limit int) ([]store.UserConversation, error) {
 	if err := store.ValidatePage(limit); err != nil {
 		return nil, err
 	}
 	var out []store.UserConversation
 	err := s.read(ctx, "conversations", func(tx *sql.Tx) error {
 		var err error
-		out, err = userConversations(ctx, tx, userID, limit, false)
+		out, err = userConversations(ctx, tx, userID, limit, false, after)
 		if err != nil {
 			return err
 		}
@@ -503,12 +511,17 @@ func chunkSlice(ids []int64, n int) func(func([]int64) bool) {
 
 // userConversations reads userID's entries with exact unread counts;
 // LastMessage holds only the last message's id. limit <= 0: all.
-func userConversations(ctx context.Context, tx *sql.Tx, userID int64, limit int, unmutedOnly bool) ([]store.UserConversation, error) {
+func userConversations(ctx context.Context, tx *sql.Tx, userID int64, limit int, unmutedOnly bool, after store.ConversationCursor) ([]store.UserConversation, error) {
 	q := `SELECT uc.conversation_id, c.max_seq, uc.read_seq, uc.delivered_seq, uc.unread, uc.last_seq, uc.muted, c.last_msg_id, c.updated_at
 		FROM user_conversations AS uc JOIN conversations AS c ON c.id = uc.conversation_id WHERE uc.user_id = ?`
 	args := []any{userID}
 	if unmutedOnly {
 		q += " AND uc.muted = 0"
+	}
+	if !after.IsZero() {
+		ms := after.UpdatedAt.UnixMilli()
+		q += " AND (c.updated_at < ? OR (c.updated_at = ? AND c.id > ?))"
+		args = append(args, ms, ms, after.ConversationID)
 	}
 	q += " ORDER BY c.updated_at DESC, c.id"
 	if limit > 0 {
@@ -553,7 +566,7 @@ func userConversations(ctx context.Context, tx *sql.Tx, userID int64, limit int,
 func (s *Store) TotalUnread(ctx context.Context, userID int64) (int64, error) {
 	var total int64
 	err := s.read(ctx, "total unread", func(tx *sql.Tx) error {
-		cs, err := userConversations(ctx, tx, userID, 0, true)
+		cs, err := userConversations(ctx, tx, userID, 0, true, store.ConversationCursor{})
 		for _, c := range cs {
 			total += c.Unread
 		}
@@ -655,14 +668,14 @@ func (s *Store) SetConversationMuted(ctx context.Context, userID int64, convID s
 		return fmt.Errorf("%w: user %d", store.ErrInvalid, userID)
 	}
 	return s.write(ctx, "set conversation muted", func(tx *sql.Tx) error {
-		top, err := maxSeq(ctx, tx, convID)
-		if err != nil {
+		if _, err := maxSeq(ctx, tx, convID); err != nil {
 			return err
 		}
-		// A new entry starts fully read: muting is not reading history.
-		_, err = tx.ExecContext(ctx, `INSERT INTO user_conversations (user_id, conversation_id, read_seq, last_seq, unread, muted, updated_at)
-			VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (user_id, conversation_id) DO UPDATE SET muted = excluded.muted`,
-			userID, convID, top, top, muted, s.clock().UnixMilli())
+		// A new entry has read nothing (muting is not reading: it must not
+		// count in read counts); its unread count is computed when read.
+		_, err := tx.ExecContext(ctx, `INSERT INTO user_conversations (user_id, conversation_id, read_seq, last_seq, unread, muted, updated_at)
+			VALUES (?, ?, 0, 0, 0, ?, ?) ON CONFLICT (user_id, conversation_id) DO UPDATE SET muted = excluded.muted`,
+			userID, convID, muted, s.clock().UnixMilli())
 		return err
 	})
 }
@@ -673,6 +686,24 @@ func (s *Store) ReadCount(ctx context.Context, convID string, seq int64) (int, e
 	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM user_conversations WHERE conversation_id = ? AND read_seq >= ?",
 		convID, seq).Scan(&n)
 	return n, wrap("read count", err)
+}
+
+// Readers implements store.Messages.
+func (s *Store) Readers(ctx context.Context, convID string, seq int64) ([]int64, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT user_id FROM user_conversations WHERE conversation_id = ? AND read_seq >= ?", convID, seq)
+	if err != nil {
+		return nil, wrap("readers", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var u int64
+		if err := rows.Scan(&u); err != nil {
+			return nil, wrap("readers", err)
+		}
+		out = append(out, u)
+	}
+	return out, wrap("readers", rows.Err())
 }
 
 // Recall implements store.Messages.

@@ -32,6 +32,8 @@ var messageTests = []struct {
 	{"Recall", testRecall},
 	{"ReadDiffusion", testReadDiffusion},
 	{"ReadCount", testReadCount},
+	{"Readers", testReaders},
+	{"ConversationsAfter", testConversationsAfter},
 	{"UnknownConversation", testUnknownConversation},
 }
 
@@ -914,5 +916,67 @@ func testUnknownConversation(t *testing.T, s store.Store) {
 	}
 	if n, err := m.ReadCount(ctx(t), "g_1", 1); err != nil || n != 0 {
 		t.Fatalf("ReadCount(unknown) = %d, %v", n, err)
+	}
+}
+
+// testReaders: the users whose cursor is at or past a seq; an entry made
+// by muting has read nothing.
+func testReaders(t *testing.T, s store.Store) {
+	m := msgs(t, s)
+	conv := store.GroupConversationID(4)
+	appendOK(t, m, GroupMsg(4, 1, "ra", "1"), GroupMsg(4, 2, "rb", "2")) // read diffusion: no entries
+	readState(t, m, 2, conv, 2)
+	readState(t, m, 3, conv, 1)
+	if err := m.SetConversationMuted(ctx(t), 5, conv, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		seq  int64
+		want []int64
+	}{{1, []int64{2, 3}}, {2, []int64{2}}, {3, nil}} {
+		got, err := m.Readers(ctx(t), conv, tt.seq)
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("Readers(%d) = %v, %v, want %v", tt.seq, got, err, tt.want)
+		}
+	}
+	if c := conversations(t, m, 5)[conv]; !c.Muted || c.ReadSeq != 0 || c.Unread != 2 {
+		t.Fatalf("entry made by muting = %+v, want read_seq 0, unread 2", c)
+	}
+}
+
+// testConversationsAfter: paging with cursors visits the list once, in
+// order.
+func testConversationsAfter(t *testing.T, s store.Store) {
+	m := msgs(t, s)
+	for i := range 7 {
+		appendOK(t, m, PairMsg(int64(10+i), 9, fmt.Sprint("ca", i), "x"))
+	}
+	all, err := m.Conversations(ctx(t), 9, 100)
+	if err != nil || len(all) != 7 {
+		t.Fatalf("Conversations = %d, %v", len(all), err)
+	}
+	var got []string
+	var after store.ConversationCursor
+	for range 10 {
+		page, err := m.ConversationsAfter(ctx(t), 9, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page {
+			got = append(got, c.ConversationID)
+		}
+		if len(page) < 3 {
+			break
+		}
+		last := page[len(page)-1]
+		after = store.ConversationCursor{UpdatedAt: last.UpdatedAt, ConversationID: last.ConversationID}
+	}
+	var want []string
+	for _, c := range all {
+		want = append(want, c.ConversationID)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %v, want %v", got, want)
 	}
 }
