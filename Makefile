@@ -130,6 +130,10 @@ lint: ## gofmt and go vet
 tidy: ## go mod tidy
 	$(GO) mod tidy
 
+.PHONY: cluster
+cluster: build ## run a local cluster of real processes in the foreground: 2 comets, 1 logic, 2 jobs on MariaDB/Redis, kfake and embedded etcd (Ctrl-C stops it)
+	./bin/goim cluster --dir data/cluster
+
 .PHONY: clean
 clean: ## remove build outputs and the default data directory
 	rm -rf bin $(DATA_DIR)

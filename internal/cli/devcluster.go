@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,16 +59,18 @@ func runCluster(ctx context.Context, env Env, args []string) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "kafka=%s\netcd=%s\n", c.KafkaBrokers(), c.EtcdEndpoints())
-	var tcp, ws, http []string
+	var tcp, ws, http, pids []string
 	for _, n := range c.Nodes("") {
 		switch n.Role {
 		case "comet":
 			tcp, ws = append(tcp, n.TCP), append(ws, n.WS)
+			pids = append(pids, strconv.Itoa(n.Pid()))
 		case "logic":
 			http = append(http, n.HTTP)
 		}
 	}
-	fmt.Fprintf(&b, "tcp=%s\nws=%s\nhttp=%s\n", strings.Join(tcp, ","), strings.Join(ws, ","), strings.Join(http, ","))
+	fmt.Fprintf(&b, "tcp=%s\nws=%s\nhttp=%s\ncomet_pids=%s\n", strings.Join(tcp, ","), strings.Join(ws, ","),
+		strings.Join(http, ","), strings.Join(pids, ","))
 	fmt.Fprintf(env.Stdout, "goim cluster up (logs in %s; Ctrl-C stops it)\n%s", *dir, b.String())
 	fmt.Fprintf(env.Stdout, "a token: GOIM_JWT_SECRET=<the secret> goim token --user 1; the secret is in %s\n",
 		filepath.Join(*dir, "jwt.secret"))

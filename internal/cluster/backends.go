@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/goimdev/goim/internal/bus"
@@ -35,6 +36,10 @@ const (
 	MetaTCP = "tcp" // client TCP address
 	MetaWS  = "ws"  // client WebSocket address
 )
+
+// quietKitex keeps Kitex's own logger (startup banners, "biz error" lines
+// for every refused call) to warnings: the processes log with slog.
+func quietKitex() { klog.SetLevel(klog.LevelWarn) }
 
 // splitList splits a comma-separated list, dropping empty items.
 func splitList(s string) []string {

@@ -40,6 +40,7 @@ type Comet struct {
 // NewComet builds a comet node; it connects to discovery but listens on
 // nothing until Start.
 func NewComet(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Comet, err error) {
+	quietKitex()
 	c := &Comet{cfg: cfg, log: log}
 	if c.disco, err = openDiscovery(ctx, &cfg, ServiceLogic); err != nil {
 		return nil, err

@@ -46,6 +46,7 @@ type Job struct {
 
 // NewJob builds a job node on MySQL, Redis, Kafka and discovery.
 func NewJob(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Job, err error) {
+	quietKitex()
 	j := &Job{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {

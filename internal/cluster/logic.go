@@ -76,6 +76,7 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 	}
 	*closers = append(*closers, closeCache)
 	var msgCache logic.MessageCache
+	var unreadCounter logic.UnreadCounter
 	if msgs, ok := st.(store.Messages); ok {
 		mc, closeMC, err := cfg.OpenMessageCache(msgs)
 		if err != nil {
@@ -85,6 +86,14 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 		if mc != nil {
 			msgCache = mc
 		}
+		u, closeU, err := cfg.OpenUnread(msgs, log)
+		if err != nil {
+			return nil, fmt.Errorf("unread counters: %w", err)
+		}
+		*closers = append(*closers, closeU)
+		if u != nil {
+			unreadCounter = u
+		}
 	}
 	if d.bus, err = openBus(ctx, &cfg, log); err != nil {
 		return nil, err
@@ -93,7 +102,7 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
 	cfg.Logic.PersistOnBus = true // the jobs persist (logic/persist.go)
 	if d.svc, err = logic.New(cfg.Logic, logic.Deps{Store: st, Issuer: issuer, Sessions: d.sessions, Bus: d.bus,
-		Cache: cache, MessageCache: msgCache}, log); err != nil {
+		Cache: cache, MessageCache: msgCache, Unread: unreadCounter}, log); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -101,6 +110,7 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 
 // NewLogic builds a logic node; it listens on nothing until Start.
 func NewLogic(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Logic, err error) {
+	quietKitex()
 	if cfg.JWTSecret == "" {
 		return nil, errors.New("goim logic needs jwt_secret (--jwt-secret or GOIM_JWT_SECRET): every logic process must verify the same tokens")
 	}

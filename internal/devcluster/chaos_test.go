@@ -14,7 +14,8 @@ import (
 
 // TestClusterChaos: while users chat one-to-one and in a group on a cluster
 // of 3 comets, 2 logics and 2 jobs, a comet is SIGKILLed (its clients
-// reconnect to the others), a job is SIGKILLed in the middle of its
+// reconnect to the others), a comet is drained by SIGTERM (its clients
+// follow the addresses of its Op 6), a job is SIGKILLed in the middle of its
 // batches, a logic is restarted and Redis is restarted empty. Every
 // acknowledged message is stored exactly once with seqs 1..n, every device
 // recovers all of them by Sync, and afterwards live delivery works again on
@@ -103,7 +104,27 @@ func TestClusterChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// 2. SIGKILL a job in the middle of its batches.
+		// 2. SIGTERM a comet: it drains its clients with Op 6
+		// server_draining carrying the other comets' addresses; they
+		// reconnect there.
+		comet2 := c.Nodes("comet")[1]
+		if err := c.Stop(comet2, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "every client to reconnect away from the drained comet", 60*time.Second, func() bool {
+			for _, d := range all {
+				if d.c.State() != client.StateConnected || d.c.Addr() == comet2.TCP || d.c.Addr() == comet2.WS {
+					return false
+				}
+			}
+			return true
+		})
+		flowing("after a comet was drained")
+		if err := c.Restart(ctx, comet2); err != nil {
+			t.Fatal(err)
+		}
+
+		// 3. SIGKILL a job in the middle of its batches.
 		job1 := c.Nodes("job")[0]
 		if err := c.Kill(job1); err != nil {
 			t.Fatal(err)
@@ -113,7 +134,7 @@ func TestClusterChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		// 3. Restart a logic (graceful).
+		// 4. Restart a logic (graceful).
 		logic1 := c.Nodes("logic")[0]
 		if err := c.Stop(logic1, 30*time.Second); err != nil {
 			t.Fatal(err)
@@ -125,7 +146,7 @@ func TestClusterChaos(t *testing.T) {
 
 	}
 
-	// 4. Restart Redis empty: sessions, rooms and caches are gone.
+	// 5. Restart Redis empty: sessions, rooms and caches are gone.
 	redis.restart()
 	flowing("after Redis restarted empty")
 
