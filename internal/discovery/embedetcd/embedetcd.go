@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -68,10 +67,19 @@ func start(dir, clientURL string) (*embed.Etcd, error) {
 	}
 }
 
+// TB is the part of testing.TB that StartT uses (this package is linked
+// into the goim binary, which must not import testing).
+type TB interface {
+	Helper()
+	TempDir() string
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // StartT runs a server for the test t on a free port, with its data in a
 // temporary directory, stopped when the test ends. It returns the client
 // endpoints.
-func StartT(t testing.TB) []string {
+func StartT(t TB) []string {
 	t.Helper()
 	endpoints, stop, err := Start(t.TempDir(), "")
 	if err != nil {

@@ -18,8 +18,8 @@ import (
 // Without it the writer does all of it itself: when the WAL reaches
 // wal_autocheckpoint pages, the commit that crossed it also copies every
 // page written since the last checkpoint and fsyncs the database file,
-// tens of milliseconds during which no message is committed (the p99 of a
-// steady send rate). A passive checkpoint on another connection runs
+// tens of milliseconds during which no message is committed (the tail of
+// the commit latency: BenchmarkCommitLatency). A passive checkpoint on another connection runs
 // concurrently with the writer (on the other core); the writer's own
 // checkpoint then only finds the frames of the last few commits, and the
 // next write transaction restarts the WAL from its start, so the WAL file
