@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,12 @@ func startOps(addr string, api http.Handler, log *slog.Logger) (*opsServer, erro
 		_, _ = w.Write([]byte(`{"status":"ready"}`))
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	if os.Getenv("GOIM_PPROF") == "1" {
+		// Opt-in profiling (benchmarks): never on a public address by default.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	o.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
