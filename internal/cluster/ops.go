@@ -7,16 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"os"
 	"sync/atomic"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/goimdev/goim/internal/opshttp"
 )
 
-// opsServer is a process's HTTP server: /healthz, /readyz, /metrics, and
-// the logic's API when api is set.
+// opsServer is a process's HTTP server (internal/opshttp): health, readiness,
+// metrics, and the logic's API when api is set.
 type opsServer struct {
 	ln    net.Listener
 	srv   *http.Server
@@ -26,39 +23,7 @@ type opsServer struct {
 
 func startOps(addr string, api http.Handler, log *slog.Logger) (*opsServer, error) {
 	o := &opsServer{done: make(chan error, 1)}
-	mux := http.NewServeMux()
-	if api != nil {
-		mux.Handle("/", api)
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if !o.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"not_ready"}`))
-			return
-		}
-		_, _ = w.Write([]byte(`{"status":"ready"}`))
-	})
-	mux.Handle("GET /metrics", promhttp.Handler())
-	if os.Getenv("GOIM_PPROF") == "1" {
-		// Opt-in profiling (benchmarks): never on a public address by default.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	o.srv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	o.srv = opshttp.Server(opshttp.Handler(api, &o.ready), log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)

@@ -16,13 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/goimdev/goim/comet"
 	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/config"
 	"github.com/goimdev/goim/internal/msgcache"
+	"github.com/goimdev/goim/internal/opshttp"
 	"github.com/goimdev/goim/internal/relcache"
 	"github.com/goimdev/goim/internal/session"
 	"github.com/goimdev/goim/internal/store"
@@ -130,31 +129,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/", s.logic.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if !s.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"not_ready"}`))
-			return
-		}
-		_, _ = w.Write([]byte(`{"status":"ready"}`))
-	})
-	mux.Handle("GET /metrics", promhttp.Handler())
-	s.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.http = opshttp.Server(opshttp.Handler(s.logic.Handler(), &s.ready), log)
 	return s, nil
 }
 
