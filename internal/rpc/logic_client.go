@@ -89,13 +89,17 @@ func (c *LogicClient) idempotent(ctx context.Context, method string, args, resul
 	return nil
 }
 
-// Connect implements comet.Logic. A refusal comes back as *comet.CloseError.
+// Connect implements comet.Logic. A refusal comes back as *comet.CloseError;
+// so does a call that no logic answered, with code unavailable.
 // It is retried only when the request could not be sent (it registers a
 // session).
 func (c *LogicClient) Connect(ctx context.Context, req *comet.ConnectRequest) (*comet.ConnectReply, error) {
 	res := goimrpc.NewLogicConnectResult()
 	if err := c.once(ctx, "Connect", &goimrpc.LogicConnectArgs{Req: connectRequestToWire(req)}, res); err != nil {
-		return nil, err
+		// No logic answered: not the client's fault. The comet closes with
+		// Op 6 "unavailable" (clients retry), not "unauthorized" (an SDK
+		// gives up on that).
+		return nil, fmt.Errorf("%w: %w", &comet.CloseError{Code: protocol.CodeUnavailable, Reason: "no logic instance answered"}, err)
 	}
 	if ce := res.GetRefused(); ce != nil {
 		return nil, &comet.CloseError{Code: ce.Code, Reason: ce.Reason}

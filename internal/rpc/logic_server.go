@@ -8,6 +8,7 @@ import (
 	kserver "github.com/cloudwego/kitex/server"
 
 	"github.com/goimdev/goim/comet"
+	"github.com/goimdev/goim/protocol"
 	"github.com/goimdev/goim/idl/kitex_gen/goimrpc"
 	"github.com/goimdev/goim/idl/kitex_gen/goimrpc/logic"
 )
@@ -50,7 +51,10 @@ func (h *logicHandler) Connect(ctx context.Context, req *goimrpc.ConnectRequest)
 		if ce, ok := errors.AsType[*comet.CloseError](err); ok {
 			return nil, &goimrpc.CloseError{Code: ce.Code, Reason: ce.Reason}
 		}
-		return nil, err
+		// comet.Logic's contract: any other refusal closes as
+		// unauthorized. Saying so here leaves the client free to read a
+		// failed call (no logic reachable) as "unavailable, retry".
+		return nil, &goimrpc.CloseError{Code: protocol.CodeUnauthorized, Reason: "authentication failed"}
 	}
 	return connectReplyToWire(reply), nil
 }

@@ -395,6 +395,15 @@ func TestConnectCloseErrorSurvives(t *testing.T) {
 	if code := comet.CloseCode(err); code != protocol.CodeUnauthorized {
 		t.Errorf("CloseCode of a plain error = %q, want %q", code, protocol.CodeUnauthorized)
 	}
+
+	// No logic reachable: unavailable (clients retry), not unauthorized
+	// (an SDK would give up).
+	dead := NewLogicClientAddrs([]string{deadAddr(t)}, ClientConfig{Retries: -1, Timeout: time.Second})
+	defer dead.Close()
+	_, err = dead.Connect(context.Background(), &comet.ConnectRequest{Server: "c1", ConnID: "z"})
+	if code := comet.CloseCode(err); code != protocol.CodeUnavailable {
+		t.Errorf("CloseCode with no logic reachable = %q (%v), want %q", code, err, protocol.CodeUnavailable)
+	}
 }
 
 // deadAddr returns an address nothing listens on.
