@@ -66,6 +66,10 @@ type Config struct {
 	// LogicTimeout bounds each Logic call other than Connect (which is
 	// bounded by the handshake timeout). Default 5s.
 	LogicTimeout time.Duration `yaml:"logic_timeout"`
+	// HeartbeatFlush is how often the connections' session refreshes are
+	// sent, in one call, to a Logic that takes them in batches
+	// (HeartbeatBatcher: the RPC client of the distributed mode). Default 1s.
+	HeartbeatFlush time.Duration `yaml:"heartbeat_flush"`
 
 	// DrainWindow is the time over which Shutdown spreads its Op 6
 	// server_draining messages; each one's reconnect_after_ms is drawn at
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		Buckets:          32,
 		RenewInterval:    10 * time.Second,
 		LogicTimeout:     5 * time.Second,
+		HeartbeatFlush:   time.Second,
 		DrainWindow:      5 * time.Second,
 	}
 }
@@ -142,6 +147,7 @@ func (c Config) normalize() (Config, error) {
 	setDur(&c.WriteTimeout, d.WriteTimeout)
 	setDur(&c.RenewInterval, d.RenewInterval)
 	setDur(&c.LogicTimeout, d.LogicTimeout)
+	setDur(&c.HeartbeatFlush, d.HeartbeatFlush)
 	setDur(&c.DrainWindow, d.DrainWindow)
 	if c.DrainWindow < 0 {
 		c.DrainWindow = 0

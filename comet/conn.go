@@ -515,6 +515,10 @@ func (c *conn) maybeHeartbeat() {
 		return
 	}
 	c.lastHB = now
+	if c.s.hb != nil {
+		c.s.hb.add(ConnRef{UserID: c.userID, Key: c.key, ConnID: c.connID()})
+		return
+	}
 	c.flushReplies()
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.LogicTimeout)
 	defer cancel()

@@ -44,6 +44,21 @@ type Logic interface {
 	Receive(ctx context.Context, req *ReceiveRequest) (*protocol.Packet, error)
 }
 
+// HeartbeatBatcher is implemented by a Logic that refreshes the sessions of
+// many connections in one call. The comet then collects its connections'
+// heartbeats and sends them every Config.HeartbeatFlush (one RPC per comet
+// and flush instead of one per connection, and no RPC on a reader's path).
+type HeartbeatBatcher interface {
+	Heartbeats(ctx context.Context, server string, conns []ConnRef) error
+}
+
+// ConnRef identifies an authenticated connection of a comet.
+type ConnRef struct {
+	UserID int64
+	Key    string
+	ConnID string
+}
+
 // ConnectRequest carries a new connection's Op 7.
 type ConnectRequest struct {
 	Server     string // the comet's node name

@@ -56,6 +56,8 @@ type Server struct {
 
 	online atomic.Pointer[map[string]int32] // all-comet room counts from the last RenewOnline
 
+	hb *hbBatch // heartbeats collected for a HeartbeatBatcher logic (nil: called inline)
+
 	drainAddrs atomic.Pointer[[2][]string] // SetDrainAddrs (TCP, WebSocket); nil: cfg.DrainAddrs
 
 	connPrefix string        // node + "-" + boot id + "-": the ConnID of a conn is this and its id
@@ -108,6 +110,9 @@ func New(cfg Config, logic Logic, log *slog.Logger) (*Server, error) {
 		// The boot id keeps ConnIDs unique across restarts of a node.
 		connPrefix: cfg.Node + "-" + strconv.FormatUint(rand.Uint64()>>16, 36) + "-",
 		wallNow:    func() int64 { return time.Now().UnixNano() },
+	}
+	if b, ok := logic.(HeartbeatBatcher); ok {
+		s.hb = &hbBatch{b: b}
 	}
 	for i := range s.buckets {
 		s.buckets[i] = newBucket()
@@ -200,6 +205,10 @@ func (s *Server) Start() error {
 	s.wg.Add(2)
 	go s.wheelLoop()
 	go s.renewLoop()
+	if s.hb != nil {
+		s.wg.Add(1)
+		go s.heartbeatLoop()
+	}
 	s.log.Info("comet: serving", "tcp", addrString(s.tcpAddr), "ws", addrString(s.wsAddr))
 	return nil
 }

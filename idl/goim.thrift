@@ -75,6 +75,7 @@ service Logic {
     ConnectReply Connect(1: ConnectRequest req) throws (1: CloseError refused)
     void Disconnect(1: ConnRef conn)
     void Heartbeat(1: ConnRef conn)
+    void Heartbeats(1: string server, 2: list<ConnRef> conns)  // many connections of one comet at once
     void RoomJoined(1: string server, 2: string room)
     map<string, i32> RenewOnline(1: OnlineReport report)   // room -> online over all comets
     ReceiveReply Receive(1: ReceiveRequest req)

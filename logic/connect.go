@@ -231,6 +231,29 @@ func (s *Service) Heartbeat(ctx context.Context, server string, userID int64, ke
 	return nil
 }
 
+// Heartbeats implements comet.HeartbeatBatcher: it refreshes the sessions of
+// many connections of server, in one registry call when the registry takes
+// batches (session.BatchToucher: one Redis pipeline).
+func (s *Service) Heartbeats(ctx context.Context, server string, conns []comet.ConnRef) error {
+	ss := make([]session.Session, len(conns))
+	for i, c := range conns {
+		ss[i] = session.Session{UserID: c.UserID, Key: c.Key, Server: server, ConnID: c.ConnID}
+	}
+	if b, ok := s.sessions.(session.BatchToucher); ok {
+		if err := b.TouchMany(ctx, ss); err != nil {
+			return fmt.Errorf("logic: heartbeats: %w", err)
+		}
+		return nil
+	}
+	var first error
+	for _, x := range ss {
+		if err := s.sessions.Touch(ctx, x); err != nil && first == nil {
+			first = fmt.Errorf("logic: heartbeats: %w", err)
+		}
+	}
+	return first
+}
+
 // RoomJoined implements comet.Logic.
 func (s *Service) RoomJoined(ctx context.Context, server, room string) error {
 	if server == "" || room == "" {

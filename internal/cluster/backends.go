@@ -136,8 +136,10 @@ func openRedis(ctx context.Context, cfg *config.Config) (*redis.Client, error) {
 	if cfg.Cache.RedisAddr == "" {
 		return nil, errors.New("cache.redis_addr (--redis-addr) is required in the distributed mode: it holds the session registry")
 	}
+	// A larger pool than go-redis's 10 per CPU: connects and heartbeat
+	// batches of many comets arrive at once.
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Cache.RedisAddr, DialTimeout: time.Second,
-		ReadTimeout: time.Second, WriteTimeout: time.Second})
+		ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: 64, PoolTimeout: 3 * time.Second})
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

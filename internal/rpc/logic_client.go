@@ -21,7 +21,10 @@ type LogicClient struct {
 	pool *pool[*kitexConn]
 }
 
-var _ comet.Logic = (*LogicClient)(nil)
+var (
+	_ comet.Logic            = (*LogicClient)(nil)
+	_ comet.HeartbeatBatcher = (*LogicClient)(nil)
+)
 
 func newLogicClient(cfg ClientConfig) *LogicClient {
 	cfg = cfg.withDefaults()
@@ -121,6 +124,16 @@ func (c *LogicClient) Disconnect(ctx context.Context, server string, userID int6
 func (c *LogicClient) Heartbeat(ctx context.Context, server string, userID int64, key, connID string) error {
 	args := &goimrpc.LogicHeartbeatArgs{Conn: &goimrpc.ConnRef{Server: server, UserId: userID, Key: key, ConnId: connID}}
 	return c.idempotent(ctx, "Heartbeat", args, goimrpc.NewLogicHeartbeatResult())
+}
+
+// Heartbeats implements comet.HeartbeatBatcher: the session refreshes of
+// many connections of one comet in one call. It is retried.
+func (c *LogicClient) Heartbeats(ctx context.Context, server string, conns []comet.ConnRef) error {
+	refs := make([]*goimrpc.ConnRef, len(conns))
+	for i, r := range conns {
+		refs[i] = &goimrpc.ConnRef{Server: server, UserId: r.UserID, Key: r.Key, ConnId: r.ConnID}
+	}
+	return c.idempotent(ctx, "Heartbeats", &goimrpc.LogicHeartbeatsArgs{Server: server, Conns: refs}, goimrpc.NewLogicHeartbeatsResult())
 }
 
 // RoomJoined implements comet.Logic. It is retried.

@@ -63,6 +63,25 @@ func (h *logicHandler) Disconnect(ctx context.Context, c *goimrpc.ConnRef) error
 	return h.impl.Disconnect(ctx, c.GetServer(), c.GetUserId(), c.GetKey(), c.GetConnId())
 }
 
+// Heartbeats refreshes many sessions: in one call when the logic takes
+// batches, else one by one (the first error is returned, after trying all).
+func (h *logicHandler) Heartbeats(ctx context.Context, server string, conns []*goimrpc.ConnRef) error {
+	refs := make([]comet.ConnRef, len(conns))
+	for i, c := range conns {
+		refs[i] = comet.ConnRef{UserID: c.GetUserId(), Key: c.GetKey(), ConnID: c.GetConnId()}
+	}
+	if b, ok := h.impl.(comet.HeartbeatBatcher); ok {
+		return b.Heartbeats(ctx, server, refs)
+	}
+	var first error
+	for _, r := range refs {
+		if err := h.impl.Heartbeat(ctx, server, r.UserID, r.Key, r.ConnID); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 func (h *logicHandler) Heartbeat(ctx context.Context, c *goimrpc.ConnRef) error {
 	return h.impl.Heartbeat(ctx, c.GetServer(), c.GetUserId(), c.GetKey(), c.GetConnId())
 }

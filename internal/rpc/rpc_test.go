@@ -782,3 +782,25 @@ func BenchmarkPushRoomRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// Heartbeats carries many connections' refreshes in one call; a logic that
+// does not take batches gets them one by one.
+func TestLogicHeartbeats(t *testing.T) {
+	f := &fakeLogic{}
+	s := startLogic(t, f)
+	c := NewLogicClientAddrs([]string{s.Addr().String()}, quiet)
+	defer c.Close()
+	refs := []comet.ConnRef{{UserID: 1, Key: "a", ConnID: "c1-1"}, {UserID: 2, Key: "b", ConnID: "c1-2"}}
+	if err := c.Heartbeats(context.Background(), "c1", refs); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count("Heartbeat"); n != 2 {
+		t.Fatalf("Heartbeat calls %d, want 2", n)
+	}
+	f.mu.Lock()
+	last := f.conn
+	f.mu.Unlock()
+	if last != [4]any{"c1", int64(2), "b", "c1-2"} {
+		t.Fatalf("last refresh %v", last)
+	}
+}

@@ -232,6 +232,35 @@ func (r *Redis) Remove(ctx context.Context, userID int64, key, server, connID st
 
 // Touch refreshes the liveness of s, adding it when the registry has no
 // live session for (s.UserID, s.Key) (see Registry.Touch).
+// TouchMany implements BatchToucher: the Touch script for every session, in
+// one pipeline (the script is loaded first so that the pipeline can use
+// EVALSHA). Invalid sessions are skipped; the first error is returned.
+func (r *Redis) TouchMany(ctx context.Context, ss []Session) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	if err := touchScript.Load(ctx, r.c).Err(); err != nil {
+		return wrap("touch many", err)
+	}
+	pipe := r.c.Pipeline()
+	var first error
+	for _, s := range ss {
+		if err := checkSession(s); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		touchScript.EvalSha(ctx, pipe, []string{r.userKey(s.UserID), r.keyKey(s.Key)}, r.sessionArgs(s)...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && first == nil {
+		first = wrap("touch many", err)
+	}
+	return first
+}
+
+var _ BatchToucher = (*Redis)(nil)
+
 func (r *Redis) Touch(ctx context.Context, s Session) error {
 	if err := checkSession(s); err != nil {
 		return err

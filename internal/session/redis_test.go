@@ -296,3 +296,42 @@ func BenchmarkRedisSetServer1000(b *testing.B) {
 		}
 	}
 }
+
+// TouchMany (the comets' batched heartbeats) follows Touch's rules for
+// every session in one pipeline: sessions lost with Redis come back, a key
+// held by another connection is left alone, an invalid session is reported
+// without stopping the others.
+func TestRedisTouchMany(t *testing.T) {
+	ctx := t.Context()
+	r, c, prefix := newRedis(t, session.RedisConfig{})
+	a := session.Session{UserID: 1, Key: "a", Server: "c1", ConnID: "1"}
+	b := session.Session{UserID: 2, Key: "b", Server: "c1", ConnID: "2"}
+	newer := session.Session{UserID: 2, Key: "b", Server: "c2", ConnID: "9"}
+	if err := r.Add(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	// a is unknown (as after a flush): TouchMany adds it; b's key belongs to
+	// a newer connection on c2: its old connection's refresh is ignored.
+	err := r.TouchMany(ctx, []session.Session{a, b, {UserID: 3, Key: "", Server: "c1"}})
+	if err == nil {
+		t.Fatal("TouchMany with an invalid session returned no error")
+	}
+	us, err := r.UserSessions(ctx, []int64{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(us[1]) != 1 || us[1][0].ConnID != "1" || len(us[2]) != 1 || us[2][0].ConnID != "9" {
+		t.Fatalf("sessions after TouchMany: %+v", us)
+	}
+	// After the whole prefix is deleted, one TouchMany restores both.
+	keys, _ := c.Keys(ctx, prefix+"*").Result()
+	if len(keys) > 0 {
+		c.Del(ctx, keys...)
+	}
+	if err := r.TouchMany(ctx, []session.Session{a, newer}); err != nil {
+		t.Fatal(err)
+	}
+	if us, _ := r.UserSessions(ctx, []int64{1, 2}); len(us[1]) != 1 || len(us[2]) != 1 {
+		t.Fatalf("sessions after a flush and TouchMany: %+v", us)
+	}
+}

@@ -80,3 +80,9 @@ type Registry interface {
 	// Servers returns the live servers (reported within the expiry window).
 	Servers(ctx context.Context) ([]ServerInfo, error)
 }
+
+// BatchToucher is implemented by a Registry that refreshes many sessions in
+// one call (Redis: one pipeline), with Touch's rules for each.
+type BatchToucher interface {
+	TouchMany(ctx context.Context, ss []Session) error
+}

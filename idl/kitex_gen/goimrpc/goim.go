@@ -510,6 +510,8 @@ type Logic interface {
 
 	Heartbeat(ctx context.Context, conn *ConnRef) (err error)
 
+	Heartbeats(ctx context.Context, server string, conns []*ConnRef) (err error)
+
 	RoomJoined(ctx context.Context, server string, room string) (err error)
 
 	RenewOnline(ctx context.Context, report *OnlineReport) (r map[string]int32, err error)
@@ -724,6 +726,63 @@ func (p *LogicHeartbeatResult) String() string {
 }
 
 var fieldIDToName_LogicHeartbeatResult = map[int16]string{}
+
+type LogicHeartbeatsArgs struct {
+	Server string     `thrift:"server,1" frugal:"1,default,string" json:"server"`
+	Conns  []*ConnRef `thrift:"conns,2" frugal:"2,default,list<ConnRef>" json:"conns"`
+}
+
+func NewLogicHeartbeatsArgs() *LogicHeartbeatsArgs {
+	return &LogicHeartbeatsArgs{}
+}
+
+func (p *LogicHeartbeatsArgs) InitDefault() {
+}
+
+func (p *LogicHeartbeatsArgs) GetServer() (v string) {
+	return p.Server
+}
+
+func (p *LogicHeartbeatsArgs) GetConns() (v []*ConnRef) {
+	return p.Conns
+}
+func (p *LogicHeartbeatsArgs) SetServer(val string) {
+	p.Server = val
+}
+func (p *LogicHeartbeatsArgs) SetConns(val []*ConnRef) {
+	p.Conns = val
+}
+
+func (p *LogicHeartbeatsArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicHeartbeatsArgs(%+v)", *p)
+}
+
+var fieldIDToName_LogicHeartbeatsArgs = map[int16]string{
+	1: "server",
+	2: "conns",
+}
+
+type LogicHeartbeatsResult struct {
+}
+
+func NewLogicHeartbeatsResult() *LogicHeartbeatsResult {
+	return &LogicHeartbeatsResult{}
+}
+
+func (p *LogicHeartbeatsResult) InitDefault() {
+}
+
+func (p *LogicHeartbeatsResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("LogicHeartbeatsResult(%+v)", *p)
+}
+
+var fieldIDToName_LogicHeartbeatsResult = map[int16]string{}
 
 type LogicRoomJoinedArgs struct {
 	Server string `thrift:"server,1" frugal:"1,default,string" json:"server"`

@@ -14,6 +14,7 @@ type Client interface {
 	Connect(ctx context.Context, req *goimrpc.ConnectRequest, callOptions ...callopt.Option) (r *goimrpc.ConnectReply, err error)
 	Disconnect(ctx context.Context, conn *goimrpc.ConnRef, callOptions ...callopt.Option) (err error)
 	Heartbeat(ctx context.Context, conn *goimrpc.ConnRef, callOptions ...callopt.Option) (err error)
+	Heartbeats(ctx context.Context, server string, conns []*goimrpc.ConnRef, callOptions ...callopt.Option) (err error)
 	RoomJoined(ctx context.Context, server string, room string, callOptions ...callopt.Option) (err error)
 	RenewOnline(ctx context.Context, report *goimrpc.OnlineReport, callOptions ...callopt.Option) (r map[string]int32, err error)
 	Receive(ctx context.Context, req *goimrpc.ReceiveRequest, callOptions ...callopt.Option) (r *goimrpc.ReceiveReply, err error)
@@ -61,6 +62,11 @@ func (p *kLogicClient) Disconnect(ctx context.Context, conn *goimrpc.ConnRef, ca
 func (p *kLogicClient) Heartbeat(ctx context.Context, conn *goimrpc.ConnRef, callOptions ...callopt.Option) (err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.Heartbeat(ctx, conn)
+}
+
+func (p *kLogicClient) Heartbeats(ctx context.Context, server string, conns []*goimrpc.ConnRef, callOptions ...callopt.Option) (err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.Heartbeats(ctx, server, conns)
 }
 
 func (p *kLogicClient) RoomJoined(ctx context.Context, server string, room string, callOptions ...callopt.Option) (err error) {

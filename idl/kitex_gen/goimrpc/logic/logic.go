@@ -34,6 +34,13 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"Heartbeats": kitex.NewMethodInfo(
+		heartbeatsHandler,
+		newLogicHeartbeatsArgs,
+		newLogicHeartbeatsResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 	"RoomJoined": kitex.NewMethodInfo(
 		roomJoinedHandler,
 		newLogicRoomJoinedArgs,
@@ -181,6 +188,24 @@ func newLogicHeartbeatResult() interface{} {
 	return goimrpc.NewLogicHeartbeatResult()
 }
 
+func heartbeatsHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*goimrpc.LogicHeartbeatsArgs)
+
+	err := handler.(goimrpc.Logic).Heartbeats(ctx, realArg.Server, realArg.Conns)
+	if err != nil {
+		return err
+	}
+
+	return nil
+}
+func newLogicHeartbeatsArgs() interface{} {
+	return goimrpc.NewLogicHeartbeatsArgs()
+}
+
+func newLogicHeartbeatsResult() interface{} {
+	return goimrpc.NewLogicHeartbeatsResult()
+}
+
 func roomJoinedHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
 	realArg := arg.(*goimrpc.LogicRoomJoinedArgs)
 
@@ -274,6 +299,17 @@ func (p *kClient) Heartbeat(ctx context.Context, conn *goimrpc.ConnRef) (err err
 	_args.Conn = conn
 	var _result goimrpc.LogicHeartbeatResult
 	if err = p.c.Call(ctx, "Heartbeat", &_args, &_result); err != nil {
+		return
+	}
+	return nil
+}
+
+func (p *kClient) Heartbeats(ctx context.Context, server string, conns []*goimrpc.ConnRef) (err error) {
+	var _args goimrpc.LogicHeartbeatsArgs
+	_args.Server = server
+	_args.Conns = conns
+	var _result goimrpc.LogicHeartbeatsResult
+	if err = p.c.Call(ctx, "Heartbeats", &_args, &_result); err != nil {
 		return
 	}
 	return nil
