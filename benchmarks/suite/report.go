@@ -148,7 +148,7 @@ func RenderMarkdown(results []*Result) string {
 			c := r.Conns
 			s := c.Summary
 			fmt.Fprintf(&conns, "| %s | %s | %s | %d | %d | %s / %s / %s | %.0f | %s | %s | %.0f | %d |\n",
-				date, m, c.Config.Transport, c.Config.N, len(c.Runs),
+				date, m, c.Config.Transport+r.ClusterSuffix(), c.Config.N, len(c.Runs),
 				kib(s.RSSPerConnBytes.Min), kib(s.RSSPerConnBytes.Median), kib(s.RSSPerConnBytes.Max),
 				s.ConnectRate.Median, pct(s.IdleCPUPercent.Median), pct(s.OtherCPUPercent.Median), s.Goroutines.Median, len(r.Notes))
 		case r.Room != nil:

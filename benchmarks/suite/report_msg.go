@@ -78,9 +78,9 @@ func renderMessaging(results []*Result, label func(Machine) string) string {
 		date := r.StartedAt.UTC().Format("2006-01-02 15:04")
 		switch {
 		case r.Chat != nil:
-			msgRow(&msgs, date, label(r.Machine), fmt.Sprintf("chat %d pairs", r.Chat.Config.Pairs), r.Chat.Stats)
+			msgRow(&msgs, date, label(r.Machine), fmt.Sprintf("chat %d pairs%s", r.Chat.Config.Pairs, r.ClusterSuffix()), r.Chat.Stats)
 		case r.Group != nil:
-			msgRow(&msgs, date, label(r.Machine), fmt.Sprintf("group %d members", r.Group.Config.Members), r.Group.Stats)
+			msgRow(&msgs, date, label(r.Machine), fmt.Sprintf("group %d members%s", r.Group.Config.Members, r.ClusterSuffix()), r.Group.Stats)
 		case r.History != nil:
 			h := r.History
 			fmt.Fprintf(&hist, "| %s | %s | %d x %d | %d / %.0f%% | %d | %.0f | %s / %s / %s | %s | %s | %s | %d | %s | %s |\n",

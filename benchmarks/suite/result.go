@@ -100,6 +100,17 @@ func NewResult(scenario string, args []string) *Result {
 	}
 }
 
+// ClusterSuffix is ", cluster of k comets" for a run attached to k > 1
+// comet addresses (-addrs), "" otherwise: the report tells cluster rows
+// from one-process ones with it.
+func (r *Result) ClusterSuffix() string {
+	if r.Server.Mode != "external" || !strings.Contains(r.Server.TCPAddr+r.Server.WSAddr, ",") {
+		return ""
+	}
+	n := max(strings.Count(r.Server.TCPAddr, ","), strings.Count(r.Server.WSAddr, ",")) + 1
+	return fmt.Sprintf(", cluster of %d comets", n)
+}
+
 // Notef adds a note.
 func (r *Result) Notef(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))

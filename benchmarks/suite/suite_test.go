@@ -190,3 +190,20 @@ func TestMetricsDelta(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+func TestClusterSuffix(t *testing.T) {
+	for _, c := range []struct {
+		info ServerInfo
+		want string
+	}{
+		{ServerInfo{Mode: "spawned", TCPAddr: "127.0.0.1:1"}, ""},
+		{ServerInfo{Mode: "external", TCPAddr: "127.0.0.1:1"}, ""},
+		{ServerInfo{Mode: "external", TCPAddr: "a:1,b:2"}, ", cluster of 2 comets"},
+		{ServerInfo{Mode: "external", TCPAddr: "a:1", WSAddr: "a:3,b:4,c:5"}, ", cluster of 3 comets"},
+	} {
+		r := &Result{Server: c.info}
+		if got := r.ClusterSuffix(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.info, got, c.want)
+		}
+	}
+}

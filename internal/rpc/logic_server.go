@@ -8,9 +8,9 @@ import (
 	kserver "github.com/cloudwego/kitex/server"
 
 	"github.com/goimdev/goim/comet"
-	"github.com/goimdev/goim/protocol"
 	"github.com/goimdev/goim/idl/kitex_gen/goimrpc"
 	"github.com/goimdev/goim/idl/kitex_gen/goimrpc/logic"
+	"github.com/goimdev/goim/protocol"
 )
 
 // LogicServer serves a comet.Logic (the logic service) to the comets.

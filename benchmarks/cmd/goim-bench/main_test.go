@@ -185,6 +185,10 @@ func TestReportCharts(t *testing.T) {
 		save(&suite.Result{Scenario: "chat", Chat: &suite.ChatResult{Config: suite.ChatConfig{Pairs: 10, Rate: rate},
 			Stats: suite.MsgStats{Sent: 100, SentPerSec: rate, E2ELatency: lat(float64(1000 * (i + 1)))}}})
 	}
+	// A run attached to several comets (a cluster) gets a chart of its own.
+	save(&suite.Result{Scenario: "chat", Server: suite.ServerInfo{Mode: "external", TCPAddr: "127.0.0.1:1,127.0.0.1:2"},
+		Chat: &suite.ChatResult{Config: suite.ChatConfig{Pairs: 10, Rate: 500},
+			Stats: suite.MsgStats{Sent: 100, SentPerSec: 500, E2ELatency: lat(20000)}}})
 	// A closed-loop chat run has no requested rate: not in the chart.
 	save(&suite.Result{Scenario: "chat", Chat: &suite.ChatResult{Config: suite.ChatConfig{Pairs: 10, InFlight: 4},
 		Stats: suite.MsgStats{Sent: 100, SentPerSec: 9000, E2ELatency: lat(5000)}}})
@@ -217,6 +221,7 @@ func TestReportCharts(t *testing.T) {
 		series []string
 	}{
 		{"chart-chat-latency-vs-rate.svg", percentiles},
+		{"chart-chat-cluster-latency-vs-rate.svg", percentiles},
 		{"chart-room-latency-vs-rate-n100.svg", percentiles},
 		{"chart-room-latency-vs-rate-n1000.svg", percentiles},
 		{"chart-room-deliveries-vs-size.svg", []string{"10 pushes/s", "100 pushes/s"}},
@@ -239,12 +244,15 @@ func TestReportCharts(t *testing.T) {
 
 	// The chart builder: one point per requested rate (median of runs).
 	cs := buildCharts(mustLoad(t, results))
-	if len(cs) != 4 {
-		t.Fatalf("%d charts, want 4", len(cs))
+	if len(cs) != 5 {
+		t.Fatalf("%d charts, want 5", len(cs))
 	}
 	chat := cs[0].Chart
 	if p50 := chat.Series[0]; len(p50.Points) != 2 || p50.Points[0].X != 1000 || p50.Points[0].Y != 2 {
 		t.Errorf("chat p50 series %+v: want the median 2 ms of the two runs at 1000/s", p50)
+	}
+	if p50 := cs[1].Chart.Series[0]; len(p50.Points) != 1 || p50.Points[0].X != 500 || p50.Points[0].Y != 20 {
+		t.Errorf("cluster chat p50 series %+v: want the one run at 500/s, 20 ms", p50)
 	}
 }
 

@@ -116,7 +116,7 @@ func latencyChart(title, xLabel string, samples []latencySample) chart.Chart {
 // (one series per push rate). Charts without data are left out.
 func buildCharts(results []*suite.Result) []namedChart {
 	var out []namedChart
-	var chat []latencySample
+	var chat, chatCluster []latencySample // one process; attached to several comets
 	room := map[int][]latencySample{}
 	type sizeKey struct {
 		rate float64
@@ -128,7 +128,12 @@ func buildCharts(results []*suite.Result) []namedChart {
 			continue
 		}
 		if r.Chat != nil && r.Chat.Config.Rate > 0 && r.Chat.Stats.Sent > 0 {
-			chat = append(chat, latencySample{rate: r.Chat.Config.Rate, achieved: r.Chat.Stats.SentPerSec, lat: r.Chat.Stats.E2ELatency})
+			s := latencySample{rate: r.Chat.Config.Rate, achieved: r.Chat.Stats.SentPerSec, lat: r.Chat.Stats.E2ELatency}
+			if r.ClusterSuffix() != "" {
+				chatCluster = append(chatCluster, s)
+			} else {
+				chat = append(chat, s)
+			}
 		}
 		if r.Room != nil {
 			n := r.Room.Config.N
@@ -147,6 +152,10 @@ func buildCharts(results []*suite.Result) []namedChart {
 	if len(chat) > 0 {
 		out = append(out, namedChart{File: "chart-chat-latency-vs-rate.svg", Caption: "chat (open loop): end-to-end latency percentiles against message rate",
 			Chart: latencyChart("chat, open loop: end-to-end latency against rate", "messages/s sent (median per requested rate)", chat)})
+	}
+	if len(chatCluster) > 0 {
+		out = append(out, namedChart{File: "chart-chat-cluster-latency-vs-rate.svg", Caption: "chat (open loop) on a cluster (several comets): end-to-end latency percentiles against message rate",
+			Chart: latencyChart("chat on a cluster, open loop: end-to-end latency against rate", "messages/s sent (median per requested rate)", chatCluster)})
 	}
 	sizes := make([]int, 0, len(room))
 	for n := range room {
