@@ -77,7 +77,7 @@ bench-full: build ## full benchmark set on the local cluster (deploy/cluster.sh,
 	@if [ ! -x $(CLUSTER_SH) ]; then echo "bench-full: $(CLUSTER_SH) is missing or not executable: it starts the local cluster (make cluster); see benchmarks/README.md" >&2; exit 1; fi
 	@set -e; \
 	trap '$(CLUSTER_SH) down' EXIT; \
-	BENCH_USERS=$(FULL_N) $(CLUSTER_SH) up; \
+	GOIM_SEND_RATE=-1 BENCH_USERS=$(FULL_N) $(CLUSTER_SH) up; \
 	eval "$$($(CLUSTER_SH) env)"; \
 	for v in GOIM_COMET_ADDRS GOIM_COMET_WS_ADDRS GOIM_COMET_PIDS GOIM_HTTP_ADDR GOIM_JWT_SECRET GOIM_BENCH_USERS; do \
 	  eval "test -n \"\$$$$v\"" || { echo "bench-full: $(CLUSTER_SH) env did not set $$v" >&2; exit 1; }; done; \

@@ -30,13 +30,14 @@ type ClientConfig struct {
 	// Timeout bounds one call (one attempt), unless the context's deadline
 	// is sooner. Default 3s.
 	Timeout time.Duration
-	// ConnectTimeout bounds dialing an instance. Default 500ms.
+	// ConnectTimeout bounds dialing an instance. Default 2s.
 	ConnectTimeout time.Duration
 	// Retries is how many more attempts an idempotent call gets after a
 	// failure, each on the next instance. Default 2; negative: none.
 	Retries int
 	// MaxIdleConns is the number of idle connections kept per instance.
-	// Default 64.
+	// Calls beyond it dial a connection of their own, so it should cover
+	// the calls in flight at a peak (a comet's connect burst). Default 512.
 	MaxIdleConns int
 	// Logger receives instance changes. Default slog.Default().
 	Logger *slog.Logger
@@ -47,7 +48,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 		c.Timeout = 3 * time.Second
 	}
 	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = 500 * time.Millisecond
+		c.ConnectTimeout = 2 * time.Second
 	}
 	if c.Retries == 0 {
 		c.Retries = 2
@@ -55,7 +56,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 		c.Retries = 0
 	}
 	if c.MaxIdleConns <= 0 {
-		c.MaxIdleConns = 64
+		c.MaxIdleConns = 512
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
