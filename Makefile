@@ -75,6 +75,8 @@ FULL_OUT   ?= benchmarks/results
 .PHONY: bench-full
 bench-full: build ## full benchmark set on the local cluster (deploy/cluster.sh, 6 comets, FULL_N=100000 connections held 5 min)
 	@if [ ! -x $(CLUSTER_SH) ]; then echo "bench-full: $(CLUSTER_SH) is missing or not executable: it starts the local cluster (make cluster); see benchmarks/README.md" >&2; exit 1; fi
+	@set -- $$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0 65535); \
+	if [ $$(( $$2 - $$1 )) -lt 50000 ]; then echo "bench-full: WARNING: ip_local_port_range is $$1-$$2: loopback connections stall near 85,000 over 6 comets; widen it: sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"" >&2; fi
 	@set -e; \
 	trap '$(CLUSTER_SH) down' EXIT; \
 	GOIM_SEND_RATE=-1 BENCH_USERS=$(FULL_N) $(CLUSTER_SH) up; \
