@@ -3,7 +3,6 @@ package devcluster
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,69 +80,61 @@ func TestClusterChaos(t *testing.T) {
 		waitFor(t, "messages acknowledged "+what, 90*time.Second, func() bool { return sent.Load() >= n+30 })
 	}
 	flowing("before the chaos")
-
-	if os.Getenv("CHAOS_ONLY_REDIS") == "" { // (debugging: the Redis step alone)
-		// 1. SIGKILL a comet: its clients reconnect to the others.
-		comet1 := c.Nodes("comet")[0]
-		if err := c.Kill(comet1); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "every client to reconnect away from the killed comet", 60*time.Second, func() bool {
+	// awayFrom waits until every device is connected to another comet than n.
+	awayFrom := func(n *Node, what string) {
+		t.Helper()
+		waitFor(t, what, 60*time.Second, func() bool {
 			for _, d := range all {
-				if d.c.State() != client.StateConnected || d.c.Addr() == comet1.TCP || d.c.Addr() == comet1.WS {
-					if time.Now().Second()%10 == 0 {
-						t.Logf("%s: state %v addr %s err %v", d.u.name, d.c.State(), d.c.Addr(), d.c.Err())
-					}
+				if d.c.State() != client.StateConnected || d.c.Addr() == n.TCP || d.c.Addr() == n.WS {
 					return false
 				}
 			}
 			return true
 		})
-		flowing("after a comet was killed")
-		if err := c.Restart(ctx, comet1); err != nil {
-			t.Fatal(err)
-		}
+	}
 
-		// 2. SIGTERM a comet: it drains its clients with Op 6
-		// server_draining carrying the other comets' addresses; they
-		// reconnect there.
-		comet2 := c.Nodes("comet")[1]
-		if err := c.Stop(comet2, 30*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "every client to reconnect away from the drained comet", 60*time.Second, func() bool {
-			for _, d := range all {
-				if d.c.State() != client.StateConnected || d.c.Addr() == comet2.TCP || d.c.Addr() == comet2.WS {
-					return false
-				}
-			}
-			return true
-		})
-		flowing("after a comet was drained")
-		if err := c.Restart(ctx, comet2); err != nil {
-			t.Fatal(err)
-		}
+	// 1. SIGKILL a comet: its clients reconnect to the others.
+	comet1 := c.Nodes("comet")[0]
+	if err := c.Kill(comet1); err != nil {
+		t.Fatal(err)
+	}
+	awayFrom(comet1, "every client to reconnect away from the killed comet")
+	flowing("after a comet was killed")
+	if err := c.Restart(ctx, comet1); err != nil {
+		t.Fatal(err)
+	}
 
-		// 3. SIGKILL a job in the middle of its batches.
-		job1 := c.Nodes("job")[0]
-		if err := c.Kill(job1); err != nil {
-			t.Fatal(err)
-		}
-		flowing("after a job was killed")
-		if err := c.Restart(ctx, job1); err != nil {
-			t.Fatal(err)
-		}
+	// 2. SIGTERM a comet: it drains its clients with Op 6
+	// server_draining carrying the other comets' addresses; they
+	// reconnect there.
+	comet2 := c.Nodes("comet")[1]
+	if err := c.Stop(comet2, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	awayFrom(comet2, "every client to reconnect away from the drained comet")
+	flowing("after a comet was drained")
+	if err := c.Restart(ctx, comet2); err != nil {
+		t.Fatal(err)
+	}
 
-		// 4. Restart a logic (graceful).
-		logic1 := c.Nodes("logic")[0]
-		if err := c.Stop(logic1, 30*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		flowing("while a logic was down")
-		if err := c.Restart(ctx, logic1); err != nil {
-			t.Fatal(err)
-		}
+	// 3. SIGKILL a job in the middle of its batches.
+	job1 := c.Nodes("job")[0]
+	if err := c.Kill(job1); err != nil {
+		t.Fatal(err)
+	}
+	flowing("after a job was killed")
+	if err := c.Restart(ctx, job1); err != nil {
+		t.Fatal(err)
+	}
 
+	// 4. Restart a logic (graceful).
+	logic1 := c.Nodes("logic")[0]
+	if err := c.Stop(logic1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	flowing("while a logic was down")
+	if err := c.Restart(ctx, logic1); err != nil {
+		t.Fatal(err)
 	}
 
 	// 5. Restart Redis empty: sessions, rooms and caches are gone.

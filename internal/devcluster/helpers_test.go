@@ -129,7 +129,7 @@ func startCluster(t *testing.T, comets, logics, jobs int, args ...string) (*Clus
 	}
 	c, err := Start(ctx, Config{Bin: goimBinary(t), Dir: dir, Comets: comets, Logics: logics, Jobs: jobs,
 		MySQLDSN: dsn, RedisAddr: r.addr, Args: append([]string{"--heartbeat", "5s", "--log-level", "info"}, args...),
-		LogicArgs: []string{"--send-rate", "-1"}, CometArgs: cometDebug()})
+		LogicArgs: []string{"--send-rate", "-1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,11 +386,4 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func cometDebug() []string {
-	if os.Getenv("CHAOS_DEBUG") != "" {
-		return []string{"--log-level", "debug"}
-	}
-	return nil
 }
