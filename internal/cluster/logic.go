@@ -15,7 +15,6 @@ import (
 	"github.com/goimdev/goim/internal/discovery"
 	"github.com/goimdev/goim/internal/rpc"
 	"github.com/goimdev/goim/internal/session"
-	"github.com/goimdev/goim/internal/store"
 	"github.com/goimdev/goim/logic"
 )
 
@@ -70,31 +69,11 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 		return nil, err
 	}
 	cfg.Cache.Driver = "redis" // several processes change relations and write messages
-	cache, closeCache, err := cfg.OpenCache(st)
+	caches, closeCaches, err := cfg.OpenCaches(st, log)
 	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+		return nil, err
 	}
-	*closers = append(*closers, closeCache)
-	var msgCache logic.MessageCache
-	var unreadCounter logic.UnreadCounter
-	if msgs, ok := st.(store.Messages); ok {
-		mc, closeMC, err := cfg.OpenMessageCache(msgs)
-		if err != nil {
-			return nil, fmt.Errorf("message cache: %w", err)
-		}
-		*closers = append(*closers, closeMC)
-		if mc != nil {
-			msgCache = mc
-		}
-		u, closeU, err := cfg.OpenUnread(msgs, log)
-		if err != nil {
-			return nil, fmt.Errorf("unread counters: %w", err)
-		}
-		*closers = append(*closers, closeU)
-		if u != nil {
-			unreadCounter = u
-		}
-	}
+	*closers = append(*closers, closeCaches)
 	if d.bus, err = openBus(ctx, &cfg, log); err != nil {
 		return nil, err
 	}
@@ -102,7 +81,7 @@ func openDomain(ctx context.Context, cfg config.Config, secret []byte, log *slog
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
 	cfg.Logic.PersistOnBus = true // the jobs persist (logic/persist.go)
 	if d.svc, err = logic.New(cfg.Logic, logic.Deps{Store: st, Issuer: issuer, Sessions: d.sessions, Bus: d.bus,
-		Cache: cache, MessageCache: msgCache, Unread: unreadCounter}, log); err != nil {
+		Cache: caches.Relations, MessageCache: caches.MessageCache(), Unread: caches.UnreadCounter()}, log); err != nil {
 		return nil, err
 	}
 	return d, nil

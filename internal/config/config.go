@@ -457,3 +457,63 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// Caches are the caches of the message path built from the configuration:
+// the relation cache, the recent-message cache (nil when disabled) and the
+// unread-counter mirror (nil unless the driver is redis).
+type Caches struct {
+	Relations *relcache.Cache
+	Messages  *msgcache.Cache
+	Unread    *unread.Redis
+}
+
+// MessageCache returns Messages as a logic.MessageCache (nil when disabled).
+func (c Caches) MessageCache() logic.MessageCache {
+	if c.Messages == nil {
+		return nil
+	}
+	return c.Messages
+}
+
+// UnreadCounter returns Unread as a logic.UnreadCounter (nil when off).
+func (c Caches) UnreadCounter() logic.UnreadCounter {
+	if c.Unread == nil {
+		return nil
+	}
+	return c.Unread
+}
+
+// OpenCaches opens every cache of the configured driver in front of st
+// (the one-process server and the distributed processes share it). The
+// returned close function releases them all; on error nothing stays open.
+func (c *Config) OpenCaches(st store.Store, log *slog.Logger) (Caches, func() error, error) {
+	var out Caches
+	var closers []func() error
+	closeAll := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+	rel, closeRel, err := c.OpenCache(st)
+	if err != nil {
+		return out, nil, fmt.Errorf("cache (%s): %w", c.Cache.Driver, err)
+	}
+	out.Relations, closers = rel, append(closers, closeRel)
+	if msgs, ok := st.(store.Messages); ok {
+		mc, closeMC, err := c.OpenMessageCache(msgs)
+		if err != nil {
+			closeAll()
+			return out, nil, fmt.Errorf("message cache (%s): %w", c.Cache.Driver, err)
+		}
+		out.Messages, closers = mc, append(closers, closeMC)
+		u, closeU, err := c.OpenUnread(msgs, log)
+		if err != nil {
+			closeAll()
+			return out, nil, fmt.Errorf("unread counters (%s): %w", c.Cache.Driver, err)
+		}
+		out.Unread, closers = u, append(closers, closeU)
+	}
+	return out, closeAll, nil
+}

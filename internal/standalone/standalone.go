@@ -36,19 +36,17 @@ type Server struct {
 	store store.Store
 	cache *relcache.Cache
 
-	closeCache func() error
-	issuer     *auth.Issuer
-	bus        bus.Bus
-	logic      *logic.Service
-	job        *job.Job
-	comet      *comet.Server
-	http       *http.Server
-	httpLn     net.Listener
+	closeCaches func() error // the relation, message and unread caches
+	issuer      *auth.Issuer
+	bus         bus.Bus
+	logic       *logic.Service
+	job         *job.Job
+	comet       *comet.Server
+	http        *http.Server
+	httpLn      net.Listener
 
 	// msgCache is the recent-message cache (nil when disabled).
-	msgCache      *msgcache.Cache
-	closeMsgCache func() error
-	closeUnread   func() error
+	msgCache *msgcache.Cache
 
 	ready    atomic.Bool
 	httpDone chan error
@@ -85,39 +83,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (s *Server, e
 	if s.store, err = cfg.OpenStore(ctx); err != nil {
 		return nil, fmt.Errorf("store (%s): %w", cfg.Store.Driver, err)
 	}
-	cache, closeCache, err := cfg.OpenCache(s.store)
+	caches, closeCaches, err := cfg.OpenCaches(s.store, log)
 	if err != nil {
-		return nil, fmt.Errorf("cache (%s): %w", cfg.Cache.Driver, err)
+		return nil, err
 	}
-	s.closeCache = closeCache
-	s.cache = cache
-	var msgCache logic.MessageCache
-	var unreadCounter logic.UnreadCounter
-	if msgs, ok := s.store.(store.Messages); ok {
-		mc, closeMsgCache, err := cfg.OpenMessageCache(msgs)
-		if err != nil {
-			return nil, fmt.Errorf("message cache (%s): %w", cfg.Cache.Driver, err)
-		}
-		s.closeMsgCache = closeMsgCache
-		if mc != nil {
-			s.msgCache, msgCache = mc, mc
-		}
-		u, closeUnread, err := cfg.OpenUnread(msgs, log)
-		if err != nil {
-			return nil, fmt.Errorf("unread counters (%s): %w", cfg.Cache.Driver, err)
-		}
-		s.closeUnread = closeUnread
-		if u != nil {
-			unreadCounter = u
-		}
-	}
+	s.closeCaches = closeCaches
+	s.cache, s.msgCache = caches.Relations, caches.Messages
 	sessions := session.NewMemory(session.MemoryConfig{SessionTTL: sessionTTL(cfg.Comet.Heartbeat)})
 	s.bus = bus.NewMemory(bus.MemoryConfig{})
 
 	// One node, one heartbeat: the comet's settings are the ones clients see.
 	cfg.Logic.Node = cfg.Comet.Node
 	cfg.Logic.HeartbeatInterval = cfg.Comet.Heartbeat
-	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: cache, MessageCache: msgCache, Unread: unreadCounter}, log); err != nil {
+	if s.logic, err = logic.New(cfg.Logic, logic.Deps{Store: s.store, Issuer: s.issuer, Sessions: sessions, Bus: s.bus, Cache: caches.Relations, MessageCache: caches.MessageCache(), Unread: caches.UnreadCounter()}, log); err != nil {
 		return nil, err
 	}
 	if s.comet, err = comet.New(cfg.Comet, s.logic, log); err != nil {
@@ -230,14 +208,8 @@ func (s *Server) closeBackends() error {
 	if s.bus != nil {
 		errs = append(errs, s.bus.Close())
 	}
-	if s.closeCache != nil {
-		errs = append(errs, s.closeCache())
-	}
-	if s.closeUnread != nil {
-		errs = append(errs, s.closeUnread())
-	}
-	if s.closeMsgCache != nil {
-		errs = append(errs, s.closeMsgCache())
+	if s.closeCaches != nil {
+		errs = append(errs, s.closeCaches())
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
