@@ -133,23 +133,9 @@ func (c *committer) startLocked() {
 // unknown to the caller (closed, or ctx done while queued or committing):
 // the client retries with the same client_msg_id.
 func (c *committer) submit(ctx context.Context, r *commitReq) error {
-	if !c.started.Load() {
-		c.mu.Lock()
-		c.startLocked()
-		c.mu.Unlock()
+	if err := c.enqueue(ctx, r); err != nil {
+		return err
 	}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
-		return errCommitterClosed
-	}
-	select {
-	case c.in <- r:
-	case <-ctx.Done():
-		c.mu.RUnlock()
-		return ctx.Err()
-	}
-	c.mu.RUnlock()
 	select {
 	case <-r.done:
 		return r.err
