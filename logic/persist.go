@@ -101,8 +101,7 @@ func (s *Service) handOff(ctx context.Context, r *commitReq) (sendAckJSON, strin
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		orig, err := s.msgs.MessageByClientID(wctx, m.SenderID, m.ClientMsgID)
 		if err == nil {
-			return sendAckJSON{ClientMsgID: m.ClientMsgID, MsgID: strconv.FormatInt(orig.ID, 10), ConversationID: orig.ConversationID,
-				Seq: orig.Seq, CreatedAtMS: orig.CreatedAt.UnixMilli()}, m.ClientMsgID, nil
+			return storedAck(orig), m.ClientMsgID, nil
 		}
 		select {
 		case <-wctx.Done():

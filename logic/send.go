@@ -196,14 +196,15 @@ func (s *Service) retryOr(ctx context.Context, sender int64, key, cmid string, r
 		return sendAckJSON{}, cmid, refusal
 	}
 	s.commit.publishLate(orig, key)
-	return sendAckJSON{
-		Code:           dupMarker,
-		ClientMsgID:    cmid,
-		MsgID:          strconv.FormatInt(orig.ID, 10),
-		ConversationID: orig.ConversationID,
-		Seq:            orig.Seq,
-		CreatedAtMS:    orig.CreatedAt.UnixMilli(),
-	}, cmid, nil
+	ack := storedAck(orig)
+	ack.Code = dupMarker
+	return ack, cmid, nil
+}
+
+// storedAck is the SendAck of a message read back from the store.
+func storedAck(m *store.Message) sendAckJSON {
+	return sendAckJSON{ClientMsgID: m.ClientMsgID, MsgID: strconv.FormatInt(m.ID, 10), ConversationID: m.ConversationID,
+		Seq: m.Seq, CreatedAtMS: m.CreatedAt.UnixMilli()}
 }
 
 // checkSendReq checks the shape of a SendReq (no I/O).
