@@ -71,6 +71,9 @@ bench-micro: ## run the Go micro-benchmarks (codec, comet fan-out, job batching)
 CLUSTER_SH ?= deploy/cluster.sh
 FULL_N     ?= 100000
 FULL_OUT   ?= benchmarks/results
+FULL_HOLD  ?= 5m
+FULL_README ?= benchmarks/README.md
+FULL_CHAT_RATES ?= 1000 2000 5000 10000
 
 .PHONY: bench-full
 bench-full: build ## full benchmark set on the local cluster (deploy/cluster.sh, 6 comets, FULL_N=100000 connections held 5 min)
@@ -87,16 +90,17 @@ bench-full: build ## full benchmark set on the local cluster (deploy/cluster.sh,
 	if [ "$$comets" -lt 6 ]; then echo "bench-full: $$comets comets, want at least 6" >&2; exit 1; fi; \
 	export GOIM_JWT_SECRET GOIM_ADMIN_KEY; \
 	X="-addrs $$GOIM_COMET_ADDRS -ws-addrs $$GOIM_COMET_WS_ADDRS -pids $$GOIM_COMET_PIDS -http $$GOIM_HTTP_ADDR -users $$GOIM_BENCH_USERS -out $(FULL_OUT)"; \
-	$(BENCH) conns -n $(FULL_N) -rate 3000 -settle 60s -hold 5m $$X; \
-	$(BENCH) conns -n 15000 -transport ws -rate 3000 $$X; \
-	$(BENCH) room -n 1000 -rates 10,100,1000 -duration 10s $$X; \
-	$(BENCH) room -n 10000 -rates 10,100,1000 -duration 10s $$X; \
+	$(BENCH) conns -n $(FULL_N) -rate 3000 -settle 60s -hold $(FULL_HOLD) $$X; \
+	min() { [ $$1 -lt $$2 ] && echo $$1 || echo $$2; }; \
+	$(BENCH) conns -n $$(min 15000 $(FULL_N)) -transport ws -rate 3000 $$X; \
+	$(BENCH) room -n $$(min 1000 $(FULL_N)) -rates 10,100,1000 -duration 10s $$X; \
+	$(BENCH) room -n $$(min 10000 $(FULL_N)) -rates 10,100,1000 -duration 10s $$X; \
 	$(BENCH) room -n $(FULL_N) -rates 1,10,20,50 -duration 10s $$X; \
 	$(BENCH) chat -pairs 500 -in-flight 4 -duration 15s $$X; \
-	for r in 1000 5000 10000 25000 50000; do $(BENCH) chat -pairs 500 -msg-rate $$r -duration 15s -drain 30s $$X; done; \
+	for r in $(FULL_CHAT_RATES); do $(BENCH) chat -pairs 500 -msg-rate $$r -duration 15s -drain 30s $$X; done; \
 	$(BENCH) group -members 500 -senders 8 -in-flight 2 -duration 15s $$X; \
 	$(BENCH) history -conversations 100 -messages 1000 -readers 32 -read-duration 10s $$X; \
-	$(BENCH) report
+	$(BENCH) report -results $(FULL_OUT) -readme $(FULL_README)
 
 .PHONY: bench-conns
 bench-conns: build ## RSS per idle authenticated connection (N=15000 by default)
