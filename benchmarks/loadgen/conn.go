@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -50,6 +51,8 @@ type client struct {
 
 	// read state, owned by the reader goroutine
 	buf        []byte
+	big        *[]byte // readRaw: the pooled buffer buf is, while borrowed
+	own        []byte  // readRaw: the connection's own buffer meanwhile
 	start, end int
 	now        int64  // receive time of the last read, unix nanos
 	lastRead   int    // bytes returned by the last read
@@ -363,6 +366,22 @@ func (c *client) wsHeader() (hdrLen, payloadLen int, fin bool, op ws.OpCode, err
 // connection receiving a stream of pushes reads many per syscall, and goes
 // back to readBufInit once it is drained after a small read.
 func (c *client) fill(need int) error {
+	c.makeRoom(need)
+	space := len(c.buf) - c.end
+	n, err := c.nc.Read(c.buf[c.end:])
+	c.got(n, space)
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// makeRoom resizes or compacts the buffer so that need bytes from c.start
+// fit and there is free space after c.end (see fill).
+func (c *client) makeRoom(need int) {
 	if c.start == c.end {
 		c.start, c.end = 0, 0
 		switch {
@@ -386,19 +405,89 @@ func (c *client) fill(need int) error {
 		}
 		c.start = 0
 	}
-	space := len(c.buf) - c.end
-	n, err := c.nc.Read(c.buf[c.end:])
+}
+
+// got records a read of n bytes into the space free after c.end.
+func (c *client) got(n, space int) {
 	c.now = time.Now().UnixNano()
 	c.end += n
 	c.lastRead = n
 	c.grow = n == space
-	if n > 0 {
+}
+
+// readBufPooled is the size of the read buffers readRaw borrows.
+const readBufPooled = 64 << 10
+
+var readBufPool = sync.Pool{New: func() any {
+	b := make([]byte, readBufPooled)
+	return &b
+}}
+
+// borrow makes c read into a pooled buffer (moving the unread bytes there)
+// with room for need bytes from c.start and free space after c.end. A
+// packet larger than the pooled buffers gets a buffer of its own.
+func (c *client) borrow(need int) {
+	if c.big == nil && need <= readBufPooled {
+		c.big = readBufPool.Get().(*[]byte)
+		c.own = c.buf
+		c.end = copy(*c.big, c.buf[c.start:c.end])
+		c.start = 0
+		c.buf = *c.big
+	}
+	switch {
+	case c.start == c.end:
+		c.start, c.end = 0, 0
+		if len(c.buf) < need {
+			c.buf = make([]byte, need)
+		}
+	case need > len(c.buf)-c.start || len(c.buf)-c.end < 2<<10:
+		if need > len(c.buf) {
+			nb := make([]byte, need)
+			c.end = copy(nb, c.buf[c.start:c.end])
+			c.buf = nb
+		} else {
+			c.end = copy(c.buf, c.buf[c.start:c.end])
+		}
+		c.start = 0
+	}
+}
+
+// giveBack returns the pooled buffer, keeping the unread bytes (a partial
+// packet, usually none) in the connection's own buffer.
+func (c *client) giveBack() {
+	if c.big == nil {
+		c.own = c.buf
+		if len(c.buf) <= readBufInit {
+			return
+		}
+	}
+	rest := c.buf[c.start:c.end]
+	if cap(c.own) < len(rest) || c.own == nil || cap(c.own) > max(readBufInit, len(rest)) {
+		c.own = make([]byte, max(readBufInit, len(rest))) // too small, or grown for a big packet
+	}
+	c.buf = c.own[:cap(c.own)]
+	c.start, c.end = 0, copy(c.buf, rest)
+	if c.big != nil {
+		readBufPool.Put(c.big)
+	}
+	c.big, c.own = nil, nil
+}
+
+// rawConn returns the socket of a TCP connection for readRaw; nil for
+// WebSocket (its frames go through next) or when c.nc is not a socket.
+func (c *client) rawConn() syscall.RawConn {
+	if c.ws {
 		return nil
 	}
-	if err == nil {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
 		return nil
 	}
-	return err
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // buffered reports whether unread bytes are waiting in the read buffer.
