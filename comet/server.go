@@ -40,6 +40,7 @@ type Server struct {
 	stopping bool
 	stopped  bool // no more background goroutines may start
 	loops    []netpoll.EventLoop
+	served   []chan struct{} // served[i] is closed when loops[i].Serve returned
 	tcpAddr  net.Addr
 	wsAddr   net.Addr
 
@@ -193,9 +194,12 @@ func (s *Server) Start() error {
 			s.wsAddr = b.ln.Addr()
 		}
 		ln := b.ln
+		served := make(chan struct{})
+		s.served = append(s.served, served)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer close(served)
 			if err := evl.Serve(ln); err != nil {
 				s.log.Error("comet: serve ended", "transport", transportName(tr), "err", err)
 			}
@@ -477,6 +481,29 @@ func (s *Server) SetDrainAddrs(tcp, ws []string) {
 // drainInfo returns the Op 6 server_draining fields for one connection:
 // reconnect_after_ms drawn from [0, DrainWindow), so that clients do not
 // all come back at once.
+// stopLoop releases the listener of evl and waits until its Serve returned.
+// netpoll's Shutdown does nothing when Serve has not set its server up yet
+// (a Shutdown right after Start), and Serve would then wait forever: so it
+// is repeated until Serve returned or ctx ends.
+func stopLoop(ctx context.Context, evl netpoll.EventLoop, served <-chan struct{}) error {
+	for {
+		// No connection is left, so this only releases the listener.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		e := evl.Shutdown(sctx)
+		cancel()
+		if e != nil && !errors.Is(e, context.DeadlineExceeded) {
+			return fmt.Errorf("comet: stop listener: %w", e)
+		}
+		select {
+		case <-served:
+			return nil
+		case <-ctx.Done():
+			return nil // Shutdown reports ctx's error when it waits for its goroutines
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func (s *Server) drainInfo() *drainInfo {
 	d := &drainInfo{addrs: s.cfg.DrainAddrs}
 	if p := s.drainAddrs.Load(); p != nil {
@@ -518,13 +545,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.drain(ctx)
 
 	close(s.done)
-	for _, evl := range s.loops {
-		// No connection is left, so this only releases the listener.
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if e := evl.Shutdown(sctx); e != nil && err == nil && !errors.Is(e, context.DeadlineExceeded) {
-			err = fmt.Errorf("comet: stop listener: %w", e)
+	for i, evl := range s.loops {
+		if e := stopLoop(ctx, evl, s.served[i]); e != nil && err == nil {
+			err = e
 		}
-		cancel()
 	}
 	s.mu.Lock()
 	s.stopped = true
