@@ -32,10 +32,11 @@ const (
 
 // conn.flags, guarded by conn.mu.
 const (
-	fWriting  uint8 = 1 << iota // a writer owns the queue
-	fClosing                    // Op 6 queued (or closing without one): nothing more is queued
-	fHold                       // auth in progress: pushes queue but wait for Op 8
-	fUpgraded                   // WebSocket: the HTTP upgrade is answered
+	fWriting   uint8 = 1 << iota // a writer owns the queue
+	fClosing                     // Op 6 queued (or closing without one): nothing more is queued
+	fHold                        // auth in progress: pushes queue but wait for Op 8
+	fUpgraded                    // WebSocket: the HTTP upgrade is answered
+	fReplyWait                   // the reader waits in waitPending for asynchronous replies
 )
 
 // conn.rf: reader-owned bits.
@@ -98,11 +99,12 @@ type conn struct {
 	wslot   int32 // guarded by wheel.mu; -1: not filed
 	preAuth int32 // reader-owned: bytes read before authentication
 
-	tr     uint8 // reader-owned
-	refuse uint8 // reader-owned
-	rf     uint8 // reader-owned bits (rfConnected...)
-	flags  uint8
-	dead   bool // guarded by wmu: the close callback ran, write nothing more
+	tr      uint8 // reader-owned
+	refuse  uint8 // reader-owned
+	rf      uint8 // reader-owned bits (rfConnected...)
+	flags   uint8
+	pending uint16 // guarded by mu: replies announced by Later, not yet queued by Reply
+	dead    bool   // guarded by wmu: the close callback ran, write nothing more
 }
 
 // queue is a connection's pending output: encoded frames, most of them
@@ -587,9 +589,22 @@ func replyOp(op int32) int32 {
 func (c *conn) receive(p protocol.Packet) error {
 	c.flushReplies() // do not hold earlier replies behind a logic call
 	s := c.s
+	req := &ReceiveRequest{Server: s.cfg.Node, UserID: c.userID, Key: c.key, Packet: p}
+	if p.Op == protocol.OpSendMsg {
+		// Logic may answer later (AsyncReplies): the next packets are read
+		// meanwhile, the next Op 4 included.
+		req.Replies = c
+	} else {
+		// Any other op sees the effects of the sends before it (a Sync
+		// after a send finds the message) and is answered after them.
+		c.waitPending(0)
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LogicTimeout)
-	rep, err := s.logic.Receive(ctx, &ReceiveRequest{Server: s.cfg.Node, UserID: c.userID, Key: c.key, Packet: p})
+	rep, err := s.logic.Receive(ctx, req)
 	cancel()
+	if rep != nil || err != nil {
+		c.waitPending(0) // replies in request order
+	}
 	if err != nil {
 		var ce *CloseError
 		if errors.As(err, &ce) {
@@ -610,6 +625,85 @@ func (c *conn) receive(p protocol.Packet) error {
 	}
 	return nil
 }
+
+// maxPendingReplies bounds the asynchronous replies (SendAcks of Op 4
+// being committed) a connection may have announced and not received: the
+// reader waits at this many before it reads on.
+const maxPendingReplies = 256
+
+// Later implements AsyncReplies (on the reader's goroutine).
+func (c *conn) Later() {
+	c.waitPending(maxPendingReplies - 1)
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
+}
+
+// Reply implements AsyncReplies: it queues p, then wakes the reader if it
+// waits for it. When no writer runs it writes in the calling goroutine
+// (one round, like flushReplies): the committer's acks of one batch go
+// out without a goroutine hand-off per connection.
+func (c *conn) Reply(p protocol.Packet) {
+	if c.queue(encodePacket(c.tr, p), 0, false, false) {
+		c.write(1)
+	}
+	c.mu.Lock()
+	c.pending--
+	wake := c.pending == 0 || c.pending == maxPendingReplies-1
+	wake = wake && c.flags&fReplyWait != 0
+	if wake {
+		c.flags &^= fReplyWait
+	}
+	c.mu.Unlock()
+	if wake {
+		w := c.replyWaiter()
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// waitPending waits until the connection has at most limit asynchronous
+// replies pending (reader only).
+func (c *conn) waitPending(limit uint16) {
+	c.mu.Lock()
+	n := c.pending
+	c.mu.Unlock()
+	if n <= limit {
+		return
+	}
+	w := c.replyWaiter()
+	w.mu.Lock()
+	for {
+		c.mu.Lock()
+		if c.pending <= limit {
+			c.mu.Unlock()
+			break
+		}
+		c.flags |= fReplyWait
+		c.mu.Unlock()
+		w.cond.Wait()
+	}
+	w.mu.Unlock()
+}
+
+// replyWaiters are where readers wait for asynchronous replies (a
+// connection has no room for a condition variable of its own). Reply
+// broadcasts on its connection's shard; every waiter rechecks.
+var replyWaiters [64]replyWaiter
+
+func init() {
+	for i := range replyWaiters {
+		replyWaiters[i].cond.L = &replyWaiters[i].mu
+	}
+}
+
+type replyWaiter struct {
+	mu   sync.Mutex
+	cond sync.Cond
+}
+
+func (c *conn) replyWaiter() *replyWaiter { return &replyWaiters[c.id%uint64(len(replyWaiters))] }
 
 // parseOps parses a comma-separated list of op numbers, skipping what is
 // not a number, at most maxAccepts of them.
@@ -662,15 +756,23 @@ func (c *conn) push(op int32, b []byte, filter bool) {
 }
 
 func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
+	if c.queue(b, op, filter, fromReader) {
+		c.startWriter()
+	}
+}
+
+// queue queues b; it returns true when the caller must run a writer
+// (fWriting was set for it).
+func (c *conn) queue(b []byte, op int32, filter, fromReader bool) bool {
 	c.mu.Lock()
 	if c.flags&fClosing != 0 {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	if filter && op >= protocol.OpBusinessMin {
 		if _, ok := slices.BinarySearch(c.accepts, op); !ok {
 			c.mu.Unlock()
-			return
+			return false
 		}
 	}
 	q := c.q
@@ -679,7 +781,7 @@ func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
 		metricDropFull.Inc()
 		c.s.dropped.Add(1)
 		c.closeWith(protocol.CodeSlowConsumer, "outbound queue full", nil)
-		return
+		return false
 	}
 	if q == nil {
 		q = getQueue()
@@ -695,9 +797,7 @@ func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
 	if fromReader {
 		c.rf |= rfReplyPending
 	}
-	if start {
-		c.startWriter()
-	}
+	return start
 }
 
 // flushReplies hands the reader's queued replies to a writer: it writes

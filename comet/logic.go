@@ -89,6 +89,26 @@ type ReceiveRequest struct {
 	UserID int64
 	Key    string
 	Packet protocol.Packet // Body is only valid during the call
+	// Replies is set by an in-process comet for Op 4 only (nil over RPC):
+	// the connection's path for a reply that Receive sends after it
+	// returned (see AsyncReplies).
+	Replies AsyncReplies
+}
+
+// AsyncReplies lets Logic.Receive answer an Op 4 after it returned, so
+// that the comet reads the connection's next packet while the message is
+// being committed (the one-process server's SendAck). A Receive that
+// answers this way calls Later before it returns nil, and then Reply
+// exactly once, from any goroutine, with the whole reply packet (Ver and
+// Seq included). The comet keeps the connection's replies in request
+// order: a reply returned by Receive, and the call of Receive for any op
+// other than Op 4, wait until every reply announced by Later was queued.
+type AsyncReplies interface {
+	// Later announces a reply to come. It waits while the connection has
+	// maxPendingReplies replies announced and not yet queued.
+	Later()
+	// Reply queues the announced reply p.
+	Reply(p protocol.Packet)
 }
 
 // OnlineReport is a comet's periodic report.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bytedance/sonic"
 
+	"github.com/goimdev/goim/comet"
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/pushmsg"
 	"github.com/goimdev/goim/internal/store"
@@ -55,6 +56,34 @@ type commitReq struct {
 	ackServer string
 	ackSeq    int32
 	fanned    chan struct{}
+
+	// Op 4 from an in-process comet (opSendAsync): the connection's reply
+	// path, which gets the SendAck (Ver ackVer, Seq ackSeq) instead of done
+	// being closed.
+	replies comet.AsyncReplies
+	ackVer  int16
+}
+
+// asyncAcks returns the asynchronous Op 4 requests of batch (opSendAsync),
+// whose SendAcks the fan-out goroutine sends, in order, once the batch is
+// queued for it (the committer goes on with the next batch meanwhile).
+// The others have a waiter: releaseWaiters closes their done.
+func asyncAcks(batch []*commitReq) []*commitReq {
+	var acks []*commitReq
+	for _, r := range batch {
+		if r.replies != nil {
+			acks = append(acks, r)
+		}
+	}
+	return acks
+}
+
+func releaseWaiters(batch []*commitReq) {
+	for _, r := range batch {
+		if r.replies == nil {
+			close(r.done)
+		}
+	}
 }
 
 // fanDone closes r.fanned, if any.
@@ -258,8 +287,11 @@ func (c *committer) commit(batch []*commitReq) {
 		for _, r := range batch {
 			r.err = err
 			r.fanDone()
-			close(r.done)
 		}
+		if acks := asyncAcks(batch); len(acks) > 0 {
+			c.out <- fanItem{acks: acks}
+		}
+		releaseWaiters(batch)
 		return
 	}
 	var stored, late []*commitReq
@@ -294,12 +326,11 @@ func (c *committer) commit(batch []*commitReq) {
 	for _, l := range late {
 		c.s.unreadInvalidate(context.Background(), l.recipients...)
 	}
-	if stored = append(stored, late...); len(stored) > 0 {
-		c.out <- fanItem{reqs: stored}
+	acks := asyncAcks(batch)
+	if stored = append(stored, late...); len(stored) > 0 || len(acks) > 0 {
+		c.out <- fanItem{reqs: stored, acks: acks}
 	}
-	for _, r := range batch {
-		close(r.done)
-	}
+	releaseWaiters(batch)
 }
 
 // batchCached records that the current batch's cache write is done (or
@@ -407,10 +438,12 @@ func (c *committer) publishLate(orig *store.Message, key string) {
 	c.ordered(func() { c.s.publishMessages([]*commitReq{late}) })
 }
 
-// fanItem is one unit of fan-out: the stored requests of a batch, or an
-// event to publish in order with them (fn).
+// fanItem is one unit of fan-out: the stored requests of a batch and
+// the asynchronous SendAcks of the batch (acks, sent first), or an event
+// to publish in order with them (fn).
 type fanItem struct {
 	reqs []*commitReq
+	acks []*commitReq
 	fn   func()
 }
 
@@ -442,6 +475,9 @@ func (c *committer) append(msgs []*store.Message) ([]store.AppendResult, error) 
 func (c *committer) fanout() {
 	var reqs []*commitReq
 	take := func(it fanItem) {
+		for _, r := range it.acks {
+			c.s.replyCommitted(r)
+		}
 		if it.fn == nil {
 			reqs = append(reqs, it.reqs...)
 			return

@@ -96,6 +96,12 @@ type target struct {
 // is the request's client_msg_id (also on refusal, when it was readable).
 func (s *Service) sendMessage(ctx context.Context, sender int64, key string, body []byte) (sendAckJSON, string, *codeError) {
 	ack, cmid, cerr := s.send(ctx, sender, key, body)
+	return countSend(ack, cmid, cerr)
+}
+
+// countSend counts a send's outcome (sends) and turns the duplicate
+// marker into code 0.
+func countSend(ack sendAckJSON, cmid string, cerr *codeError) (sendAckJSON, string, *codeError) {
 	switch {
 	case cerr == ackLater:
 		sends.WithLabelValues("handed_off").Inc()
@@ -114,13 +120,64 @@ func (s *Service) sendMessage(ctx context.Context, sender int64, key string, bod
 const dupMarker = -1
 
 func (s *Service) send(ctx context.Context, sender int64, key string, body []byte) (sendAckJSON, string, *codeError) {
+	r, ack, cmid, cerr := s.prepare(ctx, sender, key, body)
+	if r == nil {
+		return ack, cmid, cerr
+	}
+	if s.cfg.PersistOnBus {
+		return s.handOff(ctx, r)
+	}
+	r.done = make(chan struct{})
+	if err := s.commit.submit(ctx, r); err != nil {
+		s.notStored(r, err)
+		return sendAckJSON{}, cmid, errMsgUnavailable
+	}
+	ack, cerr = s.committedAck(ctx, r)
+	return ack, cmid, cerr
+}
+
+// notStored logs a send whose commit failed or was not waited for.
+func (s *Service) notStored(r *commitReq, err error) {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errCommitterClosed) {
+		s.log.Warn("message not stored", "sender", r.msg.SenderID, "conversation", r.msg.ConversationID, "err", err)
+	}
+}
+
+// committedAck is the SendAck of a request the committer completed
+// without a batch failure (r.err nil).
+func (s *Service) committedAck(ctx context.Context, r *commitReq) (sendAckJSON, *codeError) {
+	if r.res.Err != nil {
+		return sendAckJSON{}, refuse(protocol.CodeBadRequest, r.res.Err.Error())
+	}
+	ack := sendAckJSON{
+		ClientMsgID:    r.msg.ClientMsgID,
+		MsgID:          strconv.FormatInt(r.res.ID, 10),
+		ConversationID: r.msg.ConversationID,
+		Seq:            r.res.Seq,
+		CreatedAtMS:    r.res.CreatedAt.UnixMilli(),
+	}
+	if r.res.Duplicate {
+		ack.Code = dupMarker
+		// The client may have reused the id for another conversation:
+		// answer the original's.
+		if orig, err := s.msgs.MessageByID(ctx, r.res.ID); err == nil {
+			ack.ConversationID = orig.ConversationID
+		}
+	}
+	return ack, nil
+}
+
+// prepare validates a send and returns the request to commit, or (r nil)
+// the answer: a refusal, or the original's SendAck for a retry that
+// prepare found stored.
+func (s *Service) prepare(ctx context.Context, sender int64, key string, body []byte) (*commitReq, sendAckJSON, string, *codeError) {
 	var req sendReq
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
-		return sendAckJSON{}, "", refuse(protocol.CodeBadRequest, "SendReq must be a JSON object")
+		return nil, sendAckJSON{}, "", refuse(protocol.CodeBadRequest, "SendReq must be a JSON object")
 	}
 	if err := sonic.Unmarshal(body, &req); err != nil {
-		return sendAckJSON{}, "", refuse(protocol.CodeBadRequest, "invalid SendReq: "+err.Error())
+		return nil, sendAckJSON{}, "", refuse(protocol.CodeBadRequest, "invalid SendReq: "+err.Error())
 	}
 	// The body is only valid during the call: keep copies.
 	cmid := strings.Clone(req.ClientMsgID)
@@ -128,16 +185,18 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 		if len(cmid) > store.MaxClientMsgIDLen || !utf8.ValidString(cmid) {
 			cmid = ""
 		}
-		return sendAckJSON{}, cmid, cerr
+		return nil, sendAckJSON{}, cmid, cerr
 	}
 	content := bytes.Clone(bytes.TrimSpace(req.Content))
 	now := s.now()
 	if s.sendLimit != nil && !s.sendLimit.allow(sender, now) {
-		return s.retryOr(ctx, sender, key, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down"))
+		ack, cmid, cerr := s.retryOr(ctx, sender, key, cmid, refuse(protocol.CodeRateLimited, "too many messages, slow down"))
+		return nil, ack, cmid, cerr
 	}
 	tg, cerr := s.checkTarget(ctx, sender, &req)
 	if cerr != nil {
-		return s.retryOr(ctx, sender, key, cmid, cerr)
+		ack, cmid, cerr := s.retryOr(ctx, sender, key, cmid, cerr)
+		return nil, ack, cmid, cerr
 	}
 	m := &store.Message{
 		ID:             s.ids.Next(),
@@ -154,35 +213,7 @@ func (s *Service) send(ctx context.Context, sender int64, key string, body []byt
 	if len(req.Mentions) > 0 && tg.group != 0 {
 		m.Mentions = req.Mentions
 	}
-	r := &commitReq{msg: m, recipients: tg.recipients, key: key, done: make(chan struct{})}
-	if s.cfg.PersistOnBus {
-		return s.handOff(ctx, r)
-	}
-	if err := s.commit.submit(ctx, r); err != nil {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errCommitterClosed) {
-			s.log.Warn("message not stored", "sender", sender, "conversation", tg.convID, "err", err)
-		}
-		return sendAckJSON{}, cmid, errMsgUnavailable
-	}
-	if r.res.Err != nil {
-		return sendAckJSON{}, cmid, refuse(protocol.CodeBadRequest, r.res.Err.Error())
-	}
-	ack := sendAckJSON{
-		ClientMsgID:    cmid,
-		MsgID:          strconv.FormatInt(r.res.ID, 10),
-		ConversationID: tg.convID,
-		Seq:            r.res.Seq,
-		CreatedAtMS:    r.res.CreatedAt.UnixMilli(),
-	}
-	if r.res.Duplicate {
-		ack.Code = dupMarker
-		// The client may have reused the id for another conversation:
-		// answer the original's.
-		if orig, err := s.msgs.MessageByID(ctx, r.res.ID); err == nil {
-			ack.ConversationID = orig.ConversationID
-		}
-	}
-	return ack, cmid, nil
+	return &commitReq{msg: m, recipients: tg.recipients, key: key}, sendAckJSON{}, cmid, nil
 }
 
 // retryOr answers a send refused by the rate limit or a relation check:
@@ -315,10 +346,67 @@ func (s *Service) lookupFailed(what string, err error) *codeError {
 // durable (the comet calls Receive sequentially per connection, so the
 // messages of one connection are stored in the order sent).
 func (s *Service) opSend(ctx context.Context, req *comet.ReceiveRequest) (*protocol.Packet, error) {
+	if req.Replies != nil && !s.cfg.PersistOnBus {
+		return s.opSendAsync(ctx, req)
+	}
 	ack, cmid, cerr := s.sendMessage(withOrigin(ctx, req.Server, req.Packet.Seq), req.UserID, req.Key, req.Packet.Body)
 	if cerr == ackLater {
 		return nil, nil // the job pushes the SendAck once the message is durable
 	}
+	return sendAckPacket(req.Packet, ack, cmid, cerr)
+}
+
+// opSendAsync handles an Op 4 from an in-process comet: it validates the
+// message on the caller's goroutine, queues it for commit and returns;
+// the committer sends the SendAck through req.Replies once the message is
+// durable (replyCommitted). The comet reads the connection's next packet
+// meanwhile, so one connection can have several messages in a batch (the
+// committer keeps their order).
+func (s *Service) opSendAsync(ctx context.Context, req *comet.ReceiveRequest) (*protocol.Packet, error) {
+	r, ack, cmid, cerr := s.prepare(ctx, req.UserID, req.Key, req.Packet.Body)
+	if r == nil {
+		ack, cmid, cerr = countSend(ack, cmid, cerr)
+		return sendAckPacket(req.Packet, ack, cmid, cerr)
+	}
+	r.replies, r.ackVer, r.ackSeq = req.Replies, req.Packet.Ver, req.Packet.Seq
+	req.Replies.Later()
+	if err := s.commit.enqueue(ctx, r); err != nil {
+		s.notStored(r, err)
+		r.err = err
+		s.replyCommitted(r)
+	}
+	return nil, nil
+}
+
+// replyCommitted sends the SendAck of an asynchronous Op 4 (opSendAsync)
+// once the committer completed it (r.err: the batch failed).
+func (s *Service) replyCommitted(r *commitReq) {
+	var ack sendAckJSON
+	cerr := errMsgUnavailable
+	if r.err == nil {
+		ctx := context.Background()
+		if r.res.Duplicate { // committedAck reads the original
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.CommitTimeout)
+			defer cancel()
+		}
+		ack, cerr = s.committedAck(ctx, r)
+	}
+	ack, cmid, cerr := countSend(ack, r.msg.ClientMsgID, cerr)
+	p, err := sendAckPacket(protocol.Packet{Ver: r.ackVer, Seq: r.ackSeq}, ack, cmid, cerr)
+	if err != nil {
+		s.log.Error("SendAck not encoded", "msg_id", r.msg.ID, "err", err)
+		p = &protocol.Packet{Ver: r.ackVer, Op: protocol.OpSendMsgReply, Seq: r.ackSeq, Body: unavailableAckBody}
+	}
+	r.replies.Reply(*p)
+}
+
+// unavailableAckBody answers an Op 4 whose SendAck could not be encoded.
+var unavailableAckBody = []byte(`{"code":"unavailable","message":"service unavailable, retry later"}`)
+
+// sendAckPacket is the Op 5 answering request p: the SendAck, or the
+// refusal cerr.
+func sendAckPacket(p protocol.Packet, ack sendAckJSON, cmid string, cerr *codeError) (*protocol.Packet, error) {
 	var body []byte
 	var err error
 	if cerr != nil {
@@ -329,5 +417,5 @@ func (s *Service) opSend(ctx context.Context, req *comet.ReceiveRequest) (*proto
 	if err != nil {
 		return nil, err
 	}
-	return &protocol.Packet{Ver: req.Packet.Ver, Op: protocol.OpSendMsgReply, Seq: req.Packet.Seq, Body: body}, nil
+	return &protocol.Packet{Ver: p.Ver, Op: protocol.OpSendMsgReply, Seq: p.Seq, Body: body}, nil
 }
