@@ -67,6 +67,12 @@ struct ReceiveRequest {
     4: Packet packet
 }
 
+// One entry of PushKeysBatch: packet for the connections with keys.
+struct KeysPush {
+    1: list<string> keys
+    2: Packet packet
+}
+
 struct ReceiveReply {
     1: optional Packet reply    // unset: the reply is pushed later
 }
@@ -83,6 +89,9 @@ service Logic {
 
 service Comet {
     void PushKeys(1: list<string> keys, 2: Packet packet)
+    // Many PushKeys in one call, delivered in list order: a connection named
+    // by several entries receives their packets in that order.
+    void PushKeysBatch(1: list<KeysPush> pushes)
     void PushRoom(1: string room, 2: binary batch)         // an Op 9 body
     void Broadcast(1: Packet packet, 2: i32 speed)         // speed: connections/s, 0 no limit
     map<string, i32> Rooms()                                // room -> local online count

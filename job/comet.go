@@ -12,6 +12,11 @@ type Comet interface {
 	// PushKeys delivers p to the connections with the given keys. Business
 	// ops (>= 1000) reach only connections whose accepts list has the op.
 	PushKeys(ctx context.Context, keys []string, p protocol.Packet) error
+	// PushKeysBatch is PushKeys(ctx, keys[i], packets[i]) for every i, in
+	// order, in one call: a connection named by several entries receives
+	// their packets in list order. len(keys) == len(packets). On an error
+	// some leading entries may have been delivered.
+	PushKeysBatch(ctx context.Context, keys [][]string, packets []protocol.Packet) error
 	// PushRoom delivers a batch to every connection in room, whatever its
 	// accepts. batch is the body of an Op 9 packet: one or more complete
 	// encoded packets back to back. TCP connections get the inner packets as

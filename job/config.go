@@ -29,9 +29,10 @@ type Config struct {
 	// MaxBatchMsgs caps the number of packets in one room batch, like
 	// MaxBatchBytes. Default 256.
 	MaxBatchMsgs int `yaml:"max_batch_msgs"`
-	// PushTimeout bounds one keys push or unpaced broadcast to one comet,
-	// and one room flush (the RoomServers lookup plus the pushes of its
-	// batches to every comet, which run concurrently). A paced broadcast
+	// PushTimeout bounds one keys batch (one PushKeysBatch call) or unpaced
+	// broadcast to one comet, and one room flush (the RoomServers lookup
+	// plus the pushes of its batches to every comet, which run
+	// concurrently). A paced broadcast
 	// (speed > 0) takes conns/speed seconds and is not bounded by it, only
 	// by the job's lifetime. Default 5s.
 	PushTimeout time.Duration `yaml:"push_timeout"`

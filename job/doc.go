@@ -2,8 +2,10 @@
 // the bus topic bus.TopicPush and hands them to the comet nodes that hold
 // their targets:
 //
-//   - Keys pushes go to the one comet named in the message, all keys in one
-//     PushKeys call.
+//   - Keys pushes go to the one comet named in the message. The keys pushes
+//     of one bus batch for one comet leave in one PushKeysBatch call (split
+//     at 1 MiB of packets), in bus order, which is the order each
+//     connection receives them in.
 //   - Room pushes are batched per room, adaptively: a lone message leaves at
 //     once, and messages that arrive while the room's previous flush is
 //     less than Config.FlushInterval old (or still in flight) are merged

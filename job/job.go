@@ -200,9 +200,7 @@ func (j *Job) handle(_ context.Context, msgs []bus.Message) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, m := range ms {
-				j.pushKeys(c, server, m)
-			}
+			j.pushKeys(c, server, ms)
 		}()
 	}
 	if len(broadcasts) > 0 {
@@ -232,13 +230,42 @@ func packet(m *pushmsg.Msg) protocol.Packet {
 	return protocol.Packet{Ver: protocol.Version, Op: m.Operation, Seq: m.Seq, Body: m.Body}
 }
 
-func (j *Job) pushKeys(c Comet, server string, m *pushmsg.Msg) {
-	ctx, cancel := context.WithTimeout(j.push, j.cfg.PushTimeout)
-	defer cancel()
-	if err := c.PushKeys(ctx, m.Keys, packet(m)); err != nil {
-		metricPushErrors.WithLabelValues(typeKeys).Inc()
-		j.errLog.warn("push_keys", "job: PushKeys failed", "server", server, "keys", len(m.Keys), "err", err)
+// maxKeysBatchBytes caps the packet bytes of one PushKeysBatch call: a bus
+// batch of large pushes for one comet leaves in several calls, one after the
+// other (a single larger packet travels alone).
+const maxKeysBatchBytes = 1 << 20
+
+// pushKeys hands the keys pushes ms, in bus order, to comet c: one
+// PushKeysBatch call per maxKeysBatchBytes of packets, each bounded by
+// PushTimeout. A failed call counts its pushes as failed and the next call
+// still runs (as one PushKeys per message did).
+func (j *Job) pushKeys(c Comet, server string, ms []*pushmsg.Msg) {
+	keys := make([][]string, 0, len(ms))
+	ps := make([]protocol.Packet, 0, len(ms))
+	size := 0
+	flush := func() {
+		if len(ps) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(j.push, j.cfg.PushTimeout)
+		defer cancel()
+		metricKeysBatches.Inc()
+		metricKeysBatchSize.Observe(float64(len(ps)))
+		if err := c.PushKeysBatch(ctx, keys, ps); err != nil {
+			metricPushErrors.WithLabelValues(typeKeys).Add(float64(len(ps)))
+			j.errLog.warn("push_keys", "job: PushKeysBatch failed", "server", server, "msgs", len(ps), "err", err)
+		}
+		keys, ps, size = keys[:0], ps[:0], 0
 	}
+	for _, m := range ms {
+		if len(ps) > 0 && size+len(m.Body) > maxKeysBatchBytes {
+			flush()
+		}
+		keys = append(keys, m.Keys)
+		ps = append(ps, packet(m))
+		size += len(m.Body)
+	}
+	flush()
 }
 
 // broadcast hands m to comet c. An unpaced broadcast is bounded by

@@ -28,7 +28,8 @@ type fakeComet struct {
 	err  error // returned by every call
 
 	mu         sync.Mutex
-	keys       []keysCall
+	keys       []keysCall          // one per keys push, single or batched, in order
+	keyBatches []int               // entries of each PushKeysBatch call
 	rooms      map[string][][]byte // room -> batches, in call order
 	roomCalls  int
 	broadcasts []broadcastCall
@@ -57,6 +58,19 @@ func (c *fakeComet) PushKeys(ctx context.Context, keys []string, p protocol.Pack
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.keys = append(c.keys, keysCall{keys: slices.Clone(keys), p: clonePacket(p)})
+	return c.err
+}
+
+func (c *fakeComet) PushKeysBatch(ctx context.Context, keys [][]string, ps []protocol.Packet) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(keys) != len(ps) {
+		return fmt.Errorf("PushKeysBatch: %d key lists for %d packets", len(keys), len(ps))
+	}
+	for i := range ps {
+		c.keys = append(c.keys, keysCall{keys: slices.Clone(keys[i]), p: clonePacket(ps[i])})
+	}
+	c.keyBatches = append(c.keyBatches, len(ps))
 	return c.err
 }
 
@@ -245,6 +259,86 @@ func TestKeysRouting(t *testing.T) {
 		if rooms != 0 || bcasts != 0 {
 			t.Errorf("%s got room or broadcast pushes", name)
 		}
+	}
+}
+
+// TestKeysBatchPerComet: the keys pushes of one bus batch reach each comet
+// in one PushKeysBatch call, in bus order (the order a connection sees).
+func TestKeysBatchPerComet(t *testing.T) {
+	h := newHarness(t, Config{}, false)
+	var msgs []bus.Message
+	var want1, want2 []int32
+	for i := range 20 {
+		server, keys := "c1", []string{"k" + strconv.Itoa(i%3)}
+		if i%4 == 3 {
+			server, keys = "c2", []string{"x"}
+			want2 = append(want2, int32(i))
+		} else {
+			want1 = append(want1, int32(i))
+		}
+		m := pushmsg.Msg{Type: pushmsg.Keys, Operation: protocol.OpEvent, Seq: int32(i), Server: server, Keys: keys, Body: []byte("b")}
+		msgs = append(msgs, bus.Message{Topic: bus.TopicPush, Key: "u", Value: m.Marshal()})
+	}
+	batchesBefore := counterValue(metricKeysBatches)
+	if err := h.job.handle(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]int32{"c1": want1, "c2": want2} {
+		c := h.fakes[name]
+		c.mu.Lock()
+		batches, got := slices.Clone(c.keyBatches), slices.Clone(c.keys)
+		c.mu.Unlock()
+		if !slices.Equal(batches, []int{len(want)}) {
+			t.Errorf("%s: PushKeysBatch calls of %v entries, want one of %d", name, batches, len(want))
+		}
+		var seqs []int32
+		for _, kc := range got {
+			seqs = append(seqs, kc.p.Seq)
+		}
+		if !slices.Equal(seqs, want) {
+			t.Errorf("%s: seqs %v, want %v", name, seqs, want)
+		}
+	}
+	if got := counterValue(metricKeysBatches) - batchesBefore; got != 2 {
+		t.Errorf("goim_job_keys_batches_total grew by %v, want 2", got)
+	}
+}
+
+// TestKeysBatchSplitBySize: packets beyond maxKeysBatchBytes leave in
+// further calls, in order; a failed call counts each of its pushes and does
+// not stop the next call.
+func TestKeysBatchSplitBySize(t *testing.T) {
+	h := newHarness(t, Config{}, false)
+	h.fakes["c1"].err = errors.New("comet down")
+	big := bytes.Repeat([]byte("x"), maxKeysBatchBytes/2+1)
+	var msgs []bus.Message
+	for i := range 5 {
+		body := []byte("small")
+		if i == 1 || i == 2 || i == 3 {
+			body = big
+		}
+		m := pushmsg.Msg{Type: pushmsg.Keys, Operation: protocol.OpEvent, Seq: int32(i), Server: "c1", Keys: []string{"k"}, Body: body}
+		msgs = append(msgs, bus.Message{Topic: bus.TopicPush, Key: "u", Value: m.Marshal()})
+	}
+	errsBefore := counterValue(metricPushErrors.WithLabelValues(typeKeys))
+	if err := h.job.handle(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	c := h.fakes["c1"]
+	c.mu.Lock()
+	batches, got := slices.Clone(c.keyBatches), slices.Clone(c.keys)
+	c.mu.Unlock()
+	// [small big] [big] [big small]
+	if !slices.Equal(batches, []int{2, 1, 2}) {
+		t.Errorf("batches %v, want [2 1 2]", batches)
+	}
+	for i, kc := range got {
+		if kc.p.Seq != int32(i) {
+			t.Errorf("entry %d has seq %d", i, kc.p.Seq)
+		}
+	}
+	if d := counterValue(metricPushErrors.WithLabelValues(typeKeys)) - errsBefore; d != 5 {
+		t.Errorf("keys push errors grew by %v, want 5", d)
 	}
 }
 
@@ -594,8 +688,11 @@ func benchHandle(b *testing.B, rooms, perCall int) {
 type nopComet struct{}
 
 func (nopComet) PushKeys(context.Context, []string, protocol.Packet) error { return nil }
-func (nopComet) PushRoom(context.Context, string, []byte) error            { return nil }
-func (nopComet) Broadcast(context.Context, protocol.Packet, int32) error   { return nil }
+func (nopComet) PushKeysBatch(context.Context, [][]string, []protocol.Packet) error {
+	return nil
+}
+func (nopComet) PushRoom(context.Context, string, []byte) error          { return nil }
+func (nopComet) Broadcast(context.Context, protocol.Packet, int32) error { return nil }
 
 func BenchmarkRoomBatch(b *testing.B) {
 	for _, bc := range []struct{ rooms, perCall int }{{1, 1}, {1, 256}, {16, 256}, {256, 256}} {

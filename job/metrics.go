@@ -26,9 +26,18 @@ var (
 		Help:    "Messages per room batch.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 .. 512
 	})
+	metricKeysBatches = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "goim_job_keys_batches_total",
+		Help: "PushKeysBatch calls to the comets (the keys pushes of one bus batch for one comet).",
+	})
+	metricKeysBatchSize = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "goim_job_keys_batch_size",
+		Help:    "Keys pushes per PushKeysBatch call.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 .. 512
+	})
 	metricPushErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "goim_job_push_errors_total",
-		Help: "Failed Comet calls and session registry lookups, by push type.",
+		Help: "Failed Comet calls and session registry lookups, by push type; a failed PushKeysBatch counts each keys push it carried.",
 	}, []string{"type"})
 	metricDropped = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "goim_job_dropped_total",

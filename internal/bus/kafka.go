@@ -26,7 +26,7 @@ var (
 	}, []string{"topic"})
 	kafkaConsumed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "goim_bus_kafka_consumed_total",
-		Help: "Messages handled successfully and committed.",
+		Help: "Messages handled successfully (marked; committed within commit_interval or when the session ends).",
 	}, []string{"topic", "group"})
 	kafkaRedeliveries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "goim_bus_kafka_redeliveries_total",
@@ -81,6 +81,14 @@ type KafkaConfig struct {
 
 	// MaxBatch is the most messages handed to one handler call. Default 256.
 	MaxBatch int `yaml:"max_batch"`
+	// CommitInterval is how often a consumer commits the offsets of the
+	// batches its handler finished (marked) since the last commit, in one
+	// request for all its partitions, off the partitions' handling path.
+	// The marked offsets are also committed when a group session ends
+	// (Close, a cancelled Subscribe, a rebalance), so only a crash loses
+	// up to an interval of commits, which the next owner redelivers.
+	// Default 100ms.
+	CommitInterval time.Duration `yaml:"commit_interval"`
 	// RetryBackoff is the wait before redelivering a batch whose handler
 	// failed; it doubles on each consecutive failure up to MaxRetryBackoff.
 	// Default 50ms.
@@ -111,6 +119,7 @@ func DefaultKafkaConfig() KafkaConfig {
 		MaxMessageBytes:      1000000,
 		Compression:          "none",
 		MaxBatch:             256,
+		CommitInterval:       100 * time.Millisecond,
 		RetryBackoff:         50 * time.Millisecond,
 		MaxRetryBackoff:      2 * time.Second,
 		SessionTimeout:       10 * time.Second,
@@ -147,6 +156,9 @@ func (c KafkaConfig) withDefaults() KafkaConfig {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = d.MaxBatch
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = d.CommitInterval
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = d.RetryBackoff
@@ -211,10 +223,14 @@ func (c KafkaConfig) saramaConfig() (*sarama.Config, error) {
 	}
 	sc.Metadata.AllowAutoTopicCreation = c.NoCreateTopics
 
-	// Consumer groups: offsets are marked and committed by the bus after
-	// the handler succeeded, never automatically.
+	// Consumer groups: the bus marks a batch's offsets after its handler
+	// succeeded; sarama commits the marked offsets every CommitInterval and
+	// when the session ends (its offset manager flushes on release, before
+	// the member leaves or rejoins the group). Nothing unmarked is
+	// committed.
 	sc.Consumer.Return.Errors = true
-	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
 	switch c.InitialOffset {
 	case "oldest":
 		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -244,12 +260,15 @@ func (c KafkaConfig) saramaConfig() (*sarama.Config, error) {
 //
 // Subscribe: each call joins topic's consumer group with its own client.
 // One goroutine per claimed partition hands the handler batches of the
-// messages already fetched (up to MaxBatch), in offset order, marks and
-// commits the batch's offsets synchronously after the handler returned
-// nil, and on error hands the same batch again after a backoff (nothing is
-// skipped). A rebalance or a crash loses only uncommitted work, which the
-// partition's next owner receives again: delivery is at least once and
-// handlers must be idempotent. Any number of groups read one topic, each
+// messages already fetched (up to MaxBatch), in offset order, marks the
+// batch's offsets after the handler returned nil, and on error hands the
+// same batch again after a backoff (nothing is skipped). Marked offsets are
+// committed in the background every CommitInterval, and when the session
+// ends (Close, rebalance) before the member leaves the group, so a clean
+// stop or a rebalance redelivers nothing that was handled. A crash loses
+// the uncommitted work (at most about a CommitInterval of handled batches,
+// plus the batches in hand), which the partition's next owner receives
+// again: delivery is at least once and handlers must be idempotent. Any number of groups read one topic, each
 // receiving every message.
 //
 // Topics the bus touches are created (once per process) with Partitions
@@ -678,8 +697,8 @@ func (s *kafkaSub) Setup(sess sarama.ConsumerGroupSession) error {
 func (s *kafkaSub) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim implements sarama.ConsumerGroupHandler: it hands one
-// partition's messages to the handler in batches and commits each batch
-// after the handler succeeded.
+// partition's messages to the handler in batches and marks each batch after
+// the handler succeeded (sarama commits the marks, see saramaConfig).
 func (s *kafkaSub) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	in := claim.Messages()
@@ -712,16 +731,23 @@ func (s *kafkaSub) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.C
 		for i, m := range raw {
 			batch[i] = Message{Topic: m.Topic, Key: string(m.Key), Value: m.Value}
 		}
-		if !s.handle(ctx, batch) {
-			return nil // session over: the batch stays uncommitted
+		ok := s.handle(ctx, batch)
+		if ok {
+			// Committed by the next periodic commit or by the session's
+			// release, which waits for this function to return.
+			sess.MarkMessage(raw[len(raw)-1], "")
+			s.consumed.Add(float64(len(batch)))
 		}
-		sess.MarkMessage(raw[len(raw)-1], "")
-		sess.Commit()
-		s.consumed.Add(float64(len(batch)))
+		if !ok || ctx.Err() != nil {
+			return nil // session over: an unhandled batch stays unmarked
+		}
 	}
 }
 
 // handle calls the handler until it succeeds (true) or ctx ends (false).
+// A handler that returns nil after ctx ended (a draining job finishes its
+// batch) still counts as a success: the batch is marked and committed on
+// the session's release instead of being handled again by the next owner.
 func (s *kafkaSub) handle(ctx context.Context, batch []Message) bool {
 	backoff := s.k.cfg.RetryBackoff
 	for {
@@ -729,13 +755,13 @@ func (s *kafkaSub) handle(ctx context.Context, batch []Message) bool {
 			return false
 		}
 		err := s.h(ctx, batch)
-		if ctx.Err() != nil {
-			// The session ended (rebalance, Close, crash): whether or
-			// not the handler finished, the next owner gets the batch.
-			return false
-		}
 		if err == nil {
 			return true
+		}
+		if ctx.Err() != nil {
+			// The session ended (rebalance, Close, crash) and the
+			// handler did not finish: the next owner gets the batch.
+			return false
 		}
 		s.redeliveries.Inc()
 		s.log.Warn("kafka handler failed, redelivering", "partition_batch", len(batch), "err", err, "backoff", backoff)

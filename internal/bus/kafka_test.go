@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/goimdev/goim/internal/bus"
 	"github.com/goimdev/goim/internal/bus/bustest"
 	"github.com/goimdev/goim/internal/bus/kafkatest"
@@ -125,6 +127,85 @@ func TestKafkaCrashMidBatchRedelivers(t *testing.T) {
 			}
 			bustest.CheckOrder(t, rebased, []string{"k"}, 5)
 		})
+	}
+}
+
+// TestKafkaCommitsInBackgroundAndOnClose: a handled batch is not committed
+// on the handling path (no OffsetCommit per batch), and Close commits every
+// batch whose handler returned nil, including one that finished after the
+// session's ctx ended (a draining job): the next member of the group
+// receives none of them again.
+func TestKafkaCommitsInBackgroundAndOnClose(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, kafkatest.Options{})
+	var commits atomic.Int64
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		commits.Add(1)
+		return nil, nil, false // observe only
+	})
+	brokers := cluster.ListenAddrs()
+	topic := bustest.UniqueTopic(t)
+	pub := newKafka(t, testKafkaConfig(brokers))
+	cfg := testKafkaConfig(brokers)
+	cfg.CommitInterval = time.Hour // only the session's end commits
+	first := newKafka(t, cfg)
+
+	var (
+		handled  atomic.Int64
+		draining = make(chan struct{})
+	)
+	err := first.Subscribe(t.Context(), topic, "g", func(hctx context.Context, msgs []bus.Message) error {
+		for _, m := range msgs {
+			if _, seq := bustest.ParseValue(t, m.Value); seq == 20 {
+				close(draining)
+				<-hctx.Done() // finish the batch although the session ended
+			}
+		}
+		handled.Add(int64(len(msgs)))
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	for i := range 20 { // one at a time: many batches
+		if err := pub.Publish(context.Background(), bus.Message{Topic: topic, Key: "k", Value: bustest.Value("k", i)}); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	bustest.WaitFor(t, "twenty handled", func() bool { return handled.Load() == 20 })
+	if n := commits.Load(); n != 0 {
+		t.Fatalf("%d offset commits while handling, want none before the session ends", n)
+	}
+	if err := pub.Publish(context.Background(), bus.Message{Topic: topic, Key: "k", Value: bustest.Value("k", 20)}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	select {
+	case <-draining:
+	case <-time.After(bustest.Timeout):
+		t.Fatal("message 20 not delivered")
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if handled.Load() != 21 {
+		t.Fatalf("handled %d, want 21", handled.Load())
+	}
+	if commits.Load() == 0 {
+		t.Fatal("Close committed nothing")
+	}
+
+	second := newKafka(t, testKafkaConfig(brokers))
+	var r bustest.Recorder
+	if err := second.Subscribe(t.Context(), topic, "g", r.Handle); err != nil {
+		t.Fatalf("Subscribe second: %v", err)
+	}
+	if err := pub.Publish(context.Background(), bus.Message{Topic: topic, Key: "k", Value: bustest.Value("k", 21)}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	bustest.WaitFor(t, "message 21 at the second member", func() bool { return r.Distinct() >= 1 })
+	for _, m := range r.Messages() {
+		if _, seq := bustest.ParseValue(t, m.Value); seq != 21 {
+			t.Errorf("handled message %s delivered again", m.Value)
+		}
 	}
 }
 

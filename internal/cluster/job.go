@@ -133,7 +133,7 @@ func (j *Job) shutdown(ctx context.Context) error {
 	if j.persistCancel != nil {
 		j.persistCancel()
 	}
-	j.persistWG.Wait() // the batch in progress finishes (its offsets may then fail to commit: redelivered, harmless)
+	j.persistWG.Wait() // the batch in progress finishes; its offsets are committed when the bus's session ends
 	if err := j.svc.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("persist: %w", err))
 	}

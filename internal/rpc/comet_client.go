@@ -2,7 +2,12 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudwego/kitex/pkg/remote"
 
 	"github.com/goimdev/goim/idl/kitex_gen/goimrpc"
 	cometsvc "github.com/goimdev/goim/idl/kitex_gen/goimrpc/comet"
@@ -20,7 +25,16 @@ type CometClient struct {
 	cfg  ClientConfig
 	addr string
 	kc   *kitexConn
+
+	// noBatchUntil (unix nanoseconds): the node answered PushKeysBatch with
+	// "unknown method" (a comet built before it existed); PushKeysBatch
+	// sends one PushKeys per entry until then, and asks again after.
+	noBatchUntil atomic.Int64
 }
+
+// batchRetryAfter is how long a CometClient falls back to PushKeys after
+// the node did not know PushKeysBatch (during a rolling upgrade).
+const batchRetryAfter = time.Minute
 
 var _ job.Comet = (*CometClient)(nil)
 
@@ -56,6 +70,37 @@ func (c *CometClient) call(ctx context.Context, method string, args, result any)
 func (c *CometClient) PushKeys(ctx context.Context, keys []string, p protocol.Packet) error {
 	args := &goimrpc.CometPushKeysArgs{Keys: keys, Packet: packetToWire(&p)}
 	return c.call(ctx, "PushKeys", args, goimrpc.NewCometPushKeysResult())
+}
+
+// PushKeysBatch implements job.Comet: one call carries every entry. A node
+// that does not know the method (an older comet) gets one PushKeys per
+// entry, in order, for the next batchRetryAfter.
+func (c *CometClient) PushKeysBatch(ctx context.Context, keys [][]string, ps []protocol.Packet) error {
+	if len(keys) != len(ps) {
+		return fmt.Errorf("rpc: comet %s PushKeysBatch: %d key lists for %d packets", c.addr, len(keys), len(ps))
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	if time.Now().UnixNano() >= c.noBatchUntil.Load() {
+		args := &goimrpc.CometPushKeysBatchArgs{Pushes: keysPushesToWire(keys, ps)}
+		err := c.call(ctx, "PushKeysBatch", args, goimrpc.NewCometPushKeysBatchResult())
+		var te *remote.TransError
+		// Kitex answers "unknown service" when no registered service has
+		// the method, as on a comet without it.
+		if err == nil || !errors.As(err, &te) || (te.TypeID() != remote.UnknownMethod && te.TypeID() != remote.UnknownService) {
+			return err
+		}
+		c.noBatchUntil.Store(time.Now().Add(batchRetryAfter).UnixNano())
+		c.cfg.Logger.Warn("rpc: comet does not know PushKeysBatch, pushing one message per call", "addr", c.addr,
+			"retry_after", batchRetryAfter)
+	}
+	for i := range ps {
+		if err := c.PushKeys(ctx, keys[i], ps[i]); err != nil {
+			return fmt.Errorf("rpc: comet %s: %d of %d entries not pushed: %w", c.addr, len(ps)-i, len(ps), err)
+		}
+	}
+	return nil
 }
 
 // PushRoom implements job.Comet.

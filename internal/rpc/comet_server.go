@@ -54,6 +54,11 @@ func (h *cometHandler) PushKeys(ctx context.Context, keys []string, p *goimrpc.P
 	return h.node.PushKeys(ctx, keys, packetFromWire(p))
 }
 
+func (h *cometHandler) PushKeysBatch(ctx context.Context, pushes []*goimrpc.KeysPush) error {
+	keys, ps := keysPushesFromWire(pushes)
+	return h.node.PushKeysBatch(ctx, keys, ps)
+}
+
 func (h *cometHandler) PushRoom(ctx context.Context, room string, batch []byte) error {
 	return h.node.PushRoom(ctx, room, batch)
 }

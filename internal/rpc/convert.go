@@ -19,6 +19,34 @@ func packetFromWire(p *goimrpc.Packet) protocol.Packet {
 	return protocol.Packet{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: p.Body}
 }
 
+func keysPushesToWire(keys [][]string, ps []protocol.Packet) []*goimrpc.KeysPush {
+	wire := make([]goimrpc.KeysPush, len(ps))
+	pkts := make([]goimrpc.Packet, len(ps))
+	out := make([]*goimrpc.KeysPush, len(ps))
+	for i := range ps {
+		p := &ps[i]
+		pkts[i] = goimrpc.Packet{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: p.Body}
+		wire[i] = goimrpc.KeysPush{Keys: keys[i], Packet: &pkts[i]}
+		out[i] = &wire[i]
+	}
+	return out
+}
+
+// keysPushesFromWire converts a PushKeysBatch list; a nil entry becomes an
+// entry with no keys (it reaches no connection).
+func keysPushesFromWire(pushes []*goimrpc.KeysPush) ([][]string, []protocol.Packet) {
+	keys := make([][]string, len(pushes))
+	ps := make([]protocol.Packet, len(pushes))
+	for i, kp := range pushes {
+		if kp == nil {
+			continue
+		}
+		keys[i] = kp.Keys
+		ps[i] = packetFromWire(kp.Packet)
+	}
+	return keys, ps
+}
+
 func connectRequestToWire(r *comet.ConnectRequest) *goimrpc.ConnectRequest {
 	return &goimrpc.ConnectRequest{
 		Server:     r.Server,

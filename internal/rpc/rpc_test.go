@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,10 @@ import (
 	"time"
 
 	"github.com/cloudwego/kitex/pkg/klog"
+	kserver "github.com/cloudwego/kitex/server"
 
 	"github.com/goimdev/goim/comet"
+	cometsvc "github.com/goimdev/goim/idl/kitex_gen/goimrpc/comet"
 	"github.com/goimdev/goim/internal/discovery"
 	"github.com/goimdev/goim/protocol"
 )
@@ -137,6 +140,13 @@ type fakeNode struct {
 	rooms  map[string][]byte
 	speed  int32
 	counts map[string]int32
+
+	batches [][]keysEntry // PushKeysBatch calls
+}
+
+type keysEntry struct {
+	keys []string
+	p    protocol.Packet
 }
 
 func (n *fakeNode) PushKeys(ctx context.Context, keys []string, p protocol.Packet) error {
@@ -147,6 +157,22 @@ func (n *fakeNode) PushKeys(ctx context.Context, keys []string, p protocol.Packe
 	}
 	n.keys = append(n.keys, keys...)
 	n.pushed = append(n.pushed, p)
+	return nil
+}
+
+func (n *fakeNode) PushKeysBatch(ctx context.Context, keys [][]string, ps []protocol.Packet) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(keys) != len(ps) {
+		return errors.New("length mismatch")
+	}
+	b := make([]keysEntry, len(ps))
+	for i := range ps {
+		p := ps[i]
+		p.Body = bytes.Clone(p.Body)
+		b[i] = keysEntry{keys: slices.Clone(keys[i]), p: p}
+	}
+	n.batches = append(n.batches, b)
 	return nil
 }
 
@@ -644,6 +670,87 @@ func TestCometRoundTrip(t *testing.T) {
 	if rooms, err := c.Rooms(ctx); err != nil || rooms == nil || len(rooms) != 0 {
 		t.Errorf("Rooms of an empty node = %v, %v; want an empty map", rooms, err)
 	}
+}
+
+// TestCometPushKeysBatch: a PushKeysBatch call reaches the node as one
+// call with every entry, in order, bodies and headers intact.
+func TestCometPushKeysBatch(t *testing.T) {
+	n := &fakeNode{}
+	s := startComet(t, n)
+	c, err := NewCometClient(s.Addr().String(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	var keys [][]string
+	var ps []protocol.Packet
+	for i := range 50 {
+		keys = append(keys, []string{"k" + strconv.Itoa(i%7), "all"})
+		ps = append(ps, protocol.Packet{Ver: 1, Op: protocol.OpEvent, Seq: int32(i), Body: []byte("body " + strconv.Itoa(i))})
+	}
+	keys[3] = nil // an entry without keys travels too
+	if err := c.PushKeysBatch(ctx, keys, ps); err != nil {
+		t.Fatal(err)
+	}
+	n.locked(func() {
+		if len(n.batches) != 1 || len(n.batches[0]) != len(ps) {
+			t.Fatalf("node got %d calls, want one of %d entries", len(n.batches), len(ps))
+		}
+		for i, e := range n.batches[0] {
+			if !slices.Equal(e.keys, keys[i]) || fmt.Sprint(e.p) != fmt.Sprint(ps[i]) {
+				t.Errorf("entry %d: %v %+v, want %v %+v", i, e.keys, e.p, keys[i], ps[i])
+			}
+		}
+	})
+	if err := c.PushKeysBatch(ctx, keys[:2], ps[:1]); err == nil {
+		t.Error("PushKeysBatch with mismatched lengths: no error")
+	}
+}
+
+// TestCometPushKeysBatchOldNode: a comet that does not know PushKeysBatch
+// (built before it) still gets every entry, in order, as PushKeys calls.
+func TestCometPushKeysBatchOldNode(t *testing.T) {
+	n := &fakeNode{}
+	h := &cometHandler{node: n}
+	s, err := listen("comet", "127.0.0.1:0", ServerConfig{}, func(opts ...kserver.Option) kserver.Server {
+		svr := kserver.NewServer(append(opts, kserver.WithCompatibleMiddlewareForUnary())...)
+		si := cometsvc.NewServiceInfo()
+		delete(si.Methods, "PushKeysBatch")
+		if err := svr.RegisterService(si, h); err != nil {
+			t.Fatal(err)
+		}
+		return svr
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.stop(context.Background()) })
+	c, err := NewCometClient(s.addr().String(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 { // the second call goes straight to PushKeys
+		keys := [][]string{{"a"}, {"b", "c"}, {"a"}}
+		ps := []protocol.Packet{{Ver: 1, Seq: 1, Body: []byte("1")}, {Ver: 1, Seq: 2}, {Ver: 1, Seq: 3}}
+		if err := c.PushKeysBatch(context.Background(), keys, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.locked(func() {
+		if len(n.batches) != 0 {
+			t.Errorf("the old node got %d batches", len(n.batches))
+		}
+		var seqs []int32
+		for _, p := range n.pushed {
+			seqs = append(seqs, p.Seq)
+		}
+		if !slices.Equal(n.keys, []string{"a", "b", "c", "a", "a", "b", "c", "a"}) || !slices.Equal(seqs, []int32{1, 2, 3, 1, 2, 3}) {
+			t.Errorf("PushKeys got keys %v seqs %v", n.keys, seqs)
+		}
+	})
 }
 
 func TestCometsFollowsWatcher(t *testing.T) {

@@ -424,6 +424,53 @@ var fieldIDToName_ReceiveRequest = map[int16]string{
 	4: "packet",
 }
 
+type KeysPush struct {
+	Keys   []string `thrift:"keys,1" frugal:"1,default,list<string>" json:"keys"`
+	Packet *Packet  `thrift:"packet,2" frugal:"2,default,Packet" json:"packet"`
+}
+
+func NewKeysPush() *KeysPush {
+	return &KeysPush{}
+}
+
+func (p *KeysPush) InitDefault() {
+}
+
+func (p *KeysPush) GetKeys() (v []string) {
+	return p.Keys
+}
+
+var KeysPush_Packet_DEFAULT *Packet
+
+func (p *KeysPush) GetPacket() (v *Packet) {
+	if !p.IsSetPacket() {
+		return KeysPush_Packet_DEFAULT
+	}
+	return p.Packet
+}
+func (p *KeysPush) SetKeys(val []string) {
+	p.Keys = val
+}
+func (p *KeysPush) SetPacket(val *Packet) {
+	p.Packet = val
+}
+
+func (p *KeysPush) IsSetPacket() bool {
+	return p.Packet != nil
+}
+
+func (p *KeysPush) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("KeysPush(%+v)", *p)
+}
+
+var fieldIDToName_KeysPush = map[int16]string{
+	1: "keys",
+	2: "packet",
+}
+
 type ReceiveReply struct {
 	Reply *Packet `thrift:"reply,1,optional" frugal:"1,optional,Packet" json:"reply,omitempty"`
 }
@@ -996,6 +1043,8 @@ var fieldIDToName_LogicReceiveResult = map[int16]string{
 type Comet interface {
 	PushKeys(ctx context.Context, keys []string, packet *Packet) (err error)
 
+	PushKeysBatch(ctx context.Context, pushes []*KeysPush) (err error)
+
 	PushRoom(ctx context.Context, room string, batch []byte) (err error)
 
 	Broadcast(ctx context.Context, packet *Packet, speed int32) (err error)
@@ -1068,6 +1117,54 @@ func (p *CometPushKeysResult) String() string {
 }
 
 var fieldIDToName_CometPushKeysResult = map[int16]string{}
+
+type CometPushKeysBatchArgs struct {
+	Pushes []*KeysPush `thrift:"pushes,1" frugal:"1,default,list<KeysPush>" json:"pushes"`
+}
+
+func NewCometPushKeysBatchArgs() *CometPushKeysBatchArgs {
+	return &CometPushKeysBatchArgs{}
+}
+
+func (p *CometPushKeysBatchArgs) InitDefault() {
+}
+
+func (p *CometPushKeysBatchArgs) GetPushes() (v []*KeysPush) {
+	return p.Pushes
+}
+func (p *CometPushKeysBatchArgs) SetPushes(val []*KeysPush) {
+	p.Pushes = val
+}
+
+func (p *CometPushKeysBatchArgs) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CometPushKeysBatchArgs(%+v)", *p)
+}
+
+var fieldIDToName_CometPushKeysBatchArgs = map[int16]string{
+	1: "pushes",
+}
+
+type CometPushKeysBatchResult struct {
+}
+
+func NewCometPushKeysBatchResult() *CometPushKeysBatchResult {
+	return &CometPushKeysBatchResult{}
+}
+
+func (p *CometPushKeysBatchResult) InitDefault() {
+}
+
+func (p *CometPushKeysBatchResult) String() string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("CometPushKeysBatchResult(%+v)", *p)
+}
+
+var fieldIDToName_CometPushKeysBatchResult = map[int16]string{}
 
 type CometPushRoomArgs struct {
 	Room  string `thrift:"room,1" frugal:"1,default,string" json:"room"`

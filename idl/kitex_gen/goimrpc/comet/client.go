@@ -12,6 +12,7 @@ import (
 // Client is designed to provide IDL-compatible methods with call-option parameter for kitex framework.
 type Client interface {
 	PushKeys(ctx context.Context, keys []string, packet *goimrpc.Packet, callOptions ...callopt.Option) (err error)
+	PushKeysBatch(ctx context.Context, pushes []*goimrpc.KeysPush, callOptions ...callopt.Option) (err error)
 	PushRoom(ctx context.Context, room string, batch []byte, callOptions ...callopt.Option) (err error)
 	Broadcast(ctx context.Context, packet *goimrpc.Packet, speed int32, callOptions ...callopt.Option) (err error)
 	Rooms(ctx context.Context, callOptions ...callopt.Option) (r map[string]int32, err error)
@@ -49,6 +50,11 @@ type kCometClient struct {
 func (p *kCometClient) PushKeys(ctx context.Context, keys []string, packet *goimrpc.Packet, callOptions ...callopt.Option) (err error) {
 	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
 	return p.kClient.PushKeys(ctx, keys, packet)
+}
+
+func (p *kCometClient) PushKeysBatch(ctx context.Context, pushes []*goimrpc.KeysPush, callOptions ...callopt.Option) (err error) {
+	ctx = client.NewCtxWithCallOptions(ctx, callOptions)
+	return p.kClient.PushKeysBatch(ctx, pushes)
 }
 
 func (p *kCometClient) PushRoom(ctx context.Context, room string, batch []byte, callOptions ...callopt.Option) (err error) {

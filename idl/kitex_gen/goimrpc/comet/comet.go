@@ -20,6 +20,13 @@ var serviceMethods = map[string]kitex.MethodInfo{
 		false,
 		kitex.WithStreamingMode(kitex.StreamingNone),
 	),
+	"PushKeysBatch": kitex.NewMethodInfo(
+		pushKeysBatchHandler,
+		newCometPushKeysBatchArgs,
+		newCometPushKeysBatchResult,
+		false,
+		kitex.WithStreamingMode(kitex.StreamingNone),
+	),
 	"PushRoom": kitex.NewMethodInfo(
 		pushRoomHandler,
 		newCometPushRoomArgs,
@@ -125,6 +132,24 @@ func newCometPushKeysResult() interface{} {
 	return goimrpc.NewCometPushKeysResult()
 }
 
+func pushKeysBatchHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
+	realArg := arg.(*goimrpc.CometPushKeysBatchArgs)
+
+	err := handler.(goimrpc.Comet).PushKeysBatch(ctx, realArg.Pushes)
+	if err != nil {
+		return err
+	}
+
+	return nil
+}
+func newCometPushKeysBatchArgs() interface{} {
+	return goimrpc.NewCometPushKeysBatchArgs()
+}
+
+func newCometPushKeysBatchResult() interface{} {
+	return goimrpc.NewCometPushKeysBatchResult()
+}
+
 func pushRoomHandler(ctx context.Context, handler interface{}, arg, result interface{}) error {
 	realArg := arg.(*goimrpc.CometPushRoomArgs)
 
@@ -195,6 +220,16 @@ func (p *kClient) PushKeys(ctx context.Context, keys []string, packet *goimrpc.P
 	_args.Packet = packet
 	var _result goimrpc.CometPushKeysResult
 	if err = p.c.Call(ctx, "PushKeys", &_args, &_result); err != nil {
+		return
+	}
+	return nil
+}
+
+func (p *kClient) PushKeysBatch(ctx context.Context, pushes []*goimrpc.KeysPush) (err error) {
+	var _args goimrpc.CometPushKeysBatchArgs
+	_args.Pushes = pushes
+	var _result goimrpc.CometPushKeysBatchResult
+	if err = p.c.Call(ctx, "PushKeysBatch", &_args, &_result); err != nil {
 		return
 	}
 	return nil
