@@ -90,9 +90,9 @@ bench-full: build ## full benchmark set on the local cluster (deploy/cluster.sh,
 	if [ "$$comets" -lt 6 ]; then echo "bench-full: $$comets comets, want at least 6" >&2; exit 1; fi; \
 	export GOIM_JWT_SECRET GOIM_ADMIN_KEY; \
 	X="-addrs $$GOIM_COMET_ADDRS -ws-addrs $$GOIM_COMET_WS_ADDRS -pids $$GOIM_COMET_PIDS -http $$GOIM_HTTP_ADDR -users $$GOIM_BENCH_USERS -out $(FULL_OUT)"; \
-	$(BENCH) conns -n $(FULL_N) -rate 3000 -settle 60s -hold $(FULL_HOLD) $$X; \
+	$(BENCH) conns -n $(FULL_N) -rate 1000 -settle 60s -hold $(FULL_HOLD) $$X; \
 	min() { [ $$1 -lt $$2 ] && echo $$1 || echo $$2; }; \
-	$(BENCH) conns -n $$(min 15000 $(FULL_N)) -transport ws -rate 3000 $$X; \
+	$(BENCH) conns -n $$(min 15000 $(FULL_N)) -transport ws -rate 1000 $$X; \
 	$(BENCH) room -n $$(min 1000 $(FULL_N)) -rates 10,100,1000 -duration 10s $$X; \
 	$(BENCH) room -n $$(min 10000 $(FULL_N)) -rates 10,100,1000 -duration 10s $$X; \
 	$(BENCH) room -n $(FULL_N) -rates 1,10,20,50 -duration 10s $$X; \

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ type fakeComet struct {
 	ws    bool
 	iss   *auth.Issuer
 	hbSec int
+	// refuse: this many next handshakes are answered with Op 6 unavailable.
+	refuse atomic.Int32
 
 	mu    sync.Mutex
 	conns map[*fakeConn]struct{}
@@ -145,6 +148,11 @@ func (s *fakeComet) serve(nc net.Conn) {
 		return
 	}
 	claims, err := s.iss.Verify(req.Token)
+	if err == nil && s.refuse.Add(-1) >= 0 {
+		body, _ := sonic.Marshal(disconnect{Code: protocol.CodeUnavailable})
+		_ = c.write(protocol.Encode(protocol.Packet{Ver: p.Ver, Op: protocol.OpDisconnect, Body: body}))
+		return
+	}
 	if err != nil {
 		body, _ := sonic.Marshal(disconnect{Code: protocol.CodeUnauthorized})
 		_ = c.write(protocol.Encode(protocol.Packet{Ver: p.Ver, Op: protocol.OpDisconnect, Body: body}))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,15 +38,37 @@ type PacketHandler func(p protocol.Packet, recvUnixNano int64)
 
 // DialMsg connects to a comet (transport "tcp" or "ws"), authenticates
 // with token (device key) and waits for AuthReply.
+//
+// A refusal with Op 6 unavailable (the logic did not answer in time, as
+// when it is still busy with the previous scenario's disconnects) is retried
+// like an SDK client does: up to dialRetries more times, after a backoff of
+// 0.5 s doubling to 4 s. Other errors are returned at once.
 func DialMsg(ctx context.Context, addr, transport, token, key string, uid int64, timeout time.Duration) (*MsgConn, error) {
 	spec := ConnectSpec{Addr: addr, Transport: transport, HandshakeTimeout: timeout}
 	spec.setDefaults()
-	c, hb, err := dialClient(ctx, &spec, token, key)
-	if err != nil {
-		return nil, err
+	backoff := dialBackoff
+	for attempt := 0; ; attempt++ {
+		c, hb, err := dialClient(ctx, &spec, token, key)
+		if err == nil {
+			return &MsgConn{c: c, UserID: uid, Heartbeat: hb, done: make(chan struct{})}, nil
+		}
+		if attempt >= dialRetries || !errors.Is(err, errRefused) || !strings.HasSuffix(err.Error(), protocol.CodeUnavailable) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 8*dialBackoff)
 	}
-	return &MsgConn{c: c, UserID: uid, Heartbeat: hb, done: make(chan struct{})}, nil
 }
+
+// Retries of DialMsg after Op 6 unavailable (variables for tests).
+var (
+	dialRetries = 5
+	dialBackoff = 500 * time.Millisecond
+)
 
 // Start starts the reader goroutine; it runs until the connection fails or
 // Close. h is called from that goroutine only.

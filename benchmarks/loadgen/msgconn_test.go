@@ -1,10 +1,14 @@
 package loadgen
 
 import (
+	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/bytedance/sonic"
 
+	"github.com/goimdev/goim/internal/auth"
 	"github.com/goimdev/goim/protocol"
 )
 
@@ -125,5 +129,32 @@ func BenchmarkParseMessageEvent(b *testing.B) {
 		if _, _, _, err := ParseBenchID(id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDialMsgRetriesUnavailable: a handshake refused with Op 6 unavailable
+// is retried; after dialRetries refusals the error is returned.
+func TestDialMsgRetriesUnavailable(t *testing.T) {
+	old := dialBackoff
+	dialBackoff = time.Millisecond
+	t.Cleanup(func() { dialBackoff = old })
+	srv := newFakeComet(t, false)
+	iss, err := auth.NewIssuer([]byte(testSecret), "goim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := iss.Issue(7, "d7", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.refuse.Store(2)
+	m, err := DialMsg(context.Background(), srv.addr(), "tcp", tok, "k7", 7, 5*time.Second)
+	if err != nil {
+		t.Fatalf("after 2 refusals: %v", err)
+	}
+	m.Close()
+	srv.refuse.Store(int32(dialRetries + 1))
+	if _, err := DialMsg(context.Background(), srv.addr(), "tcp", tok, "k7", 7, 5*time.Second); err == nil || !strings.Contains(err.Error(), "unavailable") {
+		t.Fatalf("after %d refusals: err %v, want unavailable", dialRetries+1, err)
 	}
 }
