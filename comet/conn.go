@@ -639,14 +639,13 @@ func (c *conn) Later() {
 	c.mu.Unlock()
 }
 
-// Reply implements AsyncReplies: it queues p, then wakes the reader if it
-// waits for it. When no writer runs it writes in the calling goroutine
-// (one round, like flushReplies): the committer's acks of one batch go
-// out without a goroutine hand-off per connection.
+// Reply implements AsyncReplies: it queues p for the connection's writer
+// (never writing in the caller: a flush may block up to WriteTimeout on a
+// slow consumer's full socket, and the caller is the committer's fan-out,
+// which every connection's acks and events go through), then wakes the
+// reader if it waits for it.
 func (c *conn) Reply(p protocol.Packet) {
-	if c.queue(encodePacket(c.tr, p), 0, false, false) {
-		c.write(1)
-	}
+	c.enqueue(encodePacket(c.tr, p), 0, false, false)
 	c.mu.Lock()
 	c.pending--
 	wake := c.pending == 0 || c.pending == maxPendingReplies-1
@@ -756,23 +755,15 @@ func (c *conn) push(op int32, b []byte, filter bool) {
 }
 
 func (c *conn) enqueue(b []byte, op int32, filter, fromReader bool) {
-	if c.queue(b, op, filter, fromReader) {
-		c.startWriter()
-	}
-}
-
-// queue queues b; it returns true when the caller must run a writer
-// (fWriting was set for it).
-func (c *conn) queue(b []byte, op int32, filter, fromReader bool) bool {
 	c.mu.Lock()
 	if c.flags&fClosing != 0 {
 		c.mu.Unlock()
-		return false
+		return
 	}
 	if filter && op >= protocol.OpBusinessMin {
 		if _, ok := slices.BinarySearch(c.accepts, op); !ok {
 			c.mu.Unlock()
-			return false
+			return
 		}
 	}
 	q := c.q
@@ -781,7 +772,7 @@ func (c *conn) queue(b []byte, op int32, filter, fromReader bool) bool {
 		metricDropFull.Inc()
 		c.s.dropped.Add(1)
 		c.closeWith(protocol.CodeSlowConsumer, "outbound queue full", nil)
-		return false
+		return
 	}
 	if q == nil {
 		q = getQueue()
@@ -797,7 +788,9 @@ func (c *conn) queue(b []byte, op int32, filter, fromReader bool) bool {
 	if fromReader {
 		c.rf |= rfReplyPending
 	}
-	return start
+	if start {
+		c.startWriter()
+	}
 }
 
 // flushReplies hands the reader's queued replies to a writer: it writes
